@@ -1,0 +1,32 @@
+"""The core's own plugin: registered through the same hooks as every other plugin, first."""
+
+from __future__ import annotations
+
+from . import models
+from .engines.importance import ImportanceSampling
+from .engines.mh import LightweightMH, RandomWalkMH
+from .executors import ProcessPoolExecutor, SerialExecutor
+from .hooks import hookimpl
+
+
+@hookimpl
+def etalumis_register_simulators(register):
+    register("gaussian", models.make_gaussian,
+             description="Gaussian with unknown mean (exact posterior known)")
+    register("poisson_mixture", models.make_poisson_mixture,
+             description="number of latent variables depends on an earlier choice")
+    register("weather", models.make_discrete_weather,
+             description="small discrete model (exact enumeration)")
+
+
+@hookimpl
+def etalumis_register_engines(register):
+    register("importance", ImportanceSampling, description="importance sampling from the prior")
+    register("lmh", LightweightMH, description="lightweight single-site Metropolis-Hastings")
+    register("rmh", RandomWalkMH, description="random-walk single-site Metropolis-Hastings")
+
+
+@hookimpl
+def etalumis_register_executors(register):
+    register("serial", SerialExecutor, description="everything in this process")
+    register("process", ProcessPoolExecutor, description="a local pool of worker processes")

@@ -1,0 +1,199 @@
+"""Single-site Metropolis–Hastings over whole execution traces.
+
+Lightweight MH (Wingate, Stuhlmüller & Goodman 2011): pick one controlled address of the current
+trace uniformly, propose a new value there, rerun the simulator reusing every other value whose
+address recurs (and lies in the new distribution's support), drawing any new address from its
+prior. Because control flow may add or drop addresses, the acceptance ratio carries the
+trace-size and fresh/stale terms::
+
+    log α = log p(x') − log p(x) + log |x| − log |x'| + log q(stale in x) − log q(fresh in x')
+
+where |x| counts controlled sample sites, *fresh* are values drawn anew in x' (the proposed
+site when redrawn from its prior, and new addresses), and *stale* are values of x not carried
+into x'. Random-walk MH additionally proposes a Gaussian step at continuous sites (symmetric,
+so no kernel term), mixed with prior redraws with probability ``prior_probability``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..controller import Controller
+from ..executors import Executor
+from ..posterior import Posterior, PosteriorBuilder
+from ..progress import Progress
+from ..simulator import Simulator, SimulatorSpec, run_trace
+from ..trace import SAMPLE, Trace
+from .base import Engine, chunk_rng, simulator_name
+
+_MISSING = object()
+
+
+class MHController(Controller):
+    """Reuses the previous trace's values, except at the one site being proposed."""
+
+    def __init__(self, rng: np.random.Generator, observations: Mapping[str, Any]) -> None:
+        super().__init__(rng, observations)
+        self.previous: dict[str, Any] = {}
+        self.site: str | None = None
+        self.site_value: Any = _MISSING   # a random-walk value for ``site``; else redraw
+
+    def propose(self, address: str, distribution: Any, name: str | None) -> tuple[Any, float | None, bool]:
+        if address == self.site:
+            if self.site_value is _MISSING:
+                return distribution.sample(self.rng), None, False
+            return self.site_value, None, True
+        value = self.previous.get(address, _MISSING)
+        if value is not _MISSING and _in_support(distribution, value):
+            return value, None, True
+        return distribution.sample(self.rng), None, False
+
+
+def _in_support(distribution: Any, value: Any) -> bool:
+    log_prob = distribution.log_prob(value)
+    return bool(np.all(np.isfinite(log_prob)))
+
+
+def _controlled_values(trace: Trace) -> dict[str, Any]:
+    return {v.address: v.value for v in trace.variables if v.kind is SAMPLE and v.control}
+
+
+def acceptance_log_ratio(old: Trace, new: Trace) -> float:
+    """The lightweight-MH log acceptance ratio (see the module docstring)."""
+    if not new.controlled_addresses:
+        return -math.inf
+    reused = set()
+    fresh = 0.0
+    for v in new.variables:
+        if v.kind is SAMPLE:
+            if v.reused:
+                reused.add(v.address)
+            else:
+                fresh += v.log_prob
+    stale = sum(v.log_prob for v in old.variables
+                if v.kind is SAMPLE and v.address not in reused)
+    return (new.log_joint - old.log_joint
+            + math.log(len(old.controlled_addresses)) - math.log(len(new.controlled_addresses))
+            + stale - fresh)
+
+
+class LightweightMH(Engine):
+    """Single-site MH with proposals from the prior.
+
+    Parameters
+    ----------
+    chains:
+        Independent chains; ``num_traces`` kept draws are divided among them.
+    burn_in:
+        Steps discarded at the start of each chain.
+    thinning:
+        Keep every ``thinning``-th state.
+    """
+
+    name = "lmh"
+
+    def __init__(self, chains: int = 1, burn_in: int = 0, thinning: int = 1,
+                 retries: int = 3, max_value_size: int = 4096) -> None:
+        if chains < 1 or burn_in < 0 or thinning < 1:
+            raise ValueError(f"need chains >= 1, burn_in >= 0, thinning >= 1; got chains={chains}, "
+                             f"burn_in={burn_in}, thinning={thinning}")
+        self.chains = int(chains)
+        self.burn_in = int(burn_in)
+        self.thinning = int(thinning)
+        self.retries = int(retries)
+        self.max_value_size = int(max_value_size)
+
+    def options(self) -> dict:
+        return {"chains": self.chains, "burn_in": self.burn_in, "thinning": self.thinning}
+
+    def step_value(self, variable: Any, rng: np.random.Generator) -> Any:
+        """The proposed value at the chosen site, or ``_MISSING`` to redraw from the prior."""
+        return _MISSING
+
+    def _run(self, simulator: Simulator | SimulatorSpec, observations: dict, num_traces: int,
+             seed: int, executor: Executor, progress: bool | None) -> Posterior:
+        per_chain = [num_traces // self.chains + (c < num_traces % self.chains)
+                     for c in range(self.chains)]
+        items = [(self, observations, seed, c, n, simulator_name(simulator))
+                 for c, n in enumerate(per_chain) if n]
+        steps = [self.burn_in + n * self.thinning for n in per_chain if n]
+        with Progress(sum(steps), f"{self.name} chains", progress, unit="step") as bar:
+            parts = executor.map(_run_chain, items, simulator, bar, weights=steps)
+        posterior = Posterior.concat(parts)
+        accepted = [p.metadata["acceptance_rate"] for p in parts]
+        posterior.metadata = {"acceptance_rate": float(np.mean(accepted)),
+                              "acceptance_rate_per_chain": accepted}
+        return posterior
+
+
+class RandomWalkMH(LightweightMH):
+    """Single-site MH with Gaussian random-walk steps at continuous sites.
+
+    Parameters
+    ----------
+    prior_probability:
+        Chance of redrawing the site from its prior instead of stepping (always, at discrete
+        sites), which keeps the chain able to jump between modes.
+    scale:
+        Step size as a fraction of the site's prior standard deviation.
+    """
+
+    name = "rmh"
+
+    def __init__(self, chains: int = 1, burn_in: int = 0, thinning: int = 1,
+                 prior_probability: float = 0.2, scale: float = 0.2, retries: int = 3,
+                 max_value_size: int = 4096) -> None:
+        super().__init__(chains, burn_in, thinning, retries, max_value_size)
+        if not 0.0 <= prior_probability <= 1.0 or not scale > 0:
+            raise ValueError(f"need 0 <= prior_probability <= 1 and scale > 0; got "
+                             f"prior_probability={prior_probability}, scale={scale}")
+        self.prior_probability = float(prior_probability)
+        self.scale = float(scale)
+
+    def options(self) -> dict:
+        return {**super().options(), "prior_probability": self.prior_probability,
+                "scale": self.scale}
+
+    def step_value(self, variable: Any, rng: np.random.Generator) -> Any:
+        distribution = variable.distribution
+        if distribution.discrete or rng.random() < self.prior_probability:
+            return _MISSING
+        width = distribution.stddev
+        width = np.where(np.isfinite(width) & (width > 0), width, 1.0)
+        value = variable.value
+        step = rng.normal(0.0, self.scale * width, size=np.shape(value))
+        return float(value + step) if np.ndim(value) == 0 else value + step
+
+
+def _run_chain(simulator: Simulator, item: tuple, report: Callable[[int], None]) -> Posterior:
+    engine, observations, seed, chain, count, name = item
+    rng = chunk_rng(seed, chain)
+    controller = MHController(rng, observations)
+    builder = PosteriorBuilder(engine.max_value_size, chain=chain)
+    retries = engine.retries
+    current = run_trace(simulator, controller, retries)
+    controller.check_observations_used(name)
+    if not current.controlled_addresses:
+        raise ValueError(f"simulator {name!r} has no controlled random choices: MH has nothing "
+                         f"to propose; use importance sampling")
+    accepted = 0
+    total_steps = engine.burn_in + count * engine.thinning
+    for step in range(total_steps):
+        addresses = current.controlled_addresses
+        site = addresses[int(rng.integers(len(addresses)))]
+        controller.previous = _controlled_values(current)
+        controller.site = site
+        controller.site_value = engine.step_value(current[site], rng)
+        proposal = run_trace(simulator, controller, retries)
+        log_alpha = acceptance_log_ratio(current, proposal)
+        if log_alpha >= 0 or math.log(rng.random()) < log_alpha:
+            current = proposal
+            accepted += 1
+        kept = step - engine.burn_in
+        if kept >= 0 and kept % engine.thinning == 0:
+            builder.add(current, 0.0)
+        report(1)
+    return builder.build({"acceptance_rate": accepted / max(total_steps, 1)})

@@ -1,0 +1,31 @@
+"""Errors users see. Each message says what was wrong, where, and how to fix it."""
+
+from __future__ import annotations
+
+
+class EtalumisError(Exception):
+    """Base class of every error etalumis raises on purpose."""
+
+
+class ObservationError(EtalumisError, ValueError):
+    """An observation given to an engine does not fit the simulator."""
+
+
+class NonFiniteLogProbError(EtalumisError, ValueError):
+    """A log-probability came out NaN or +inf."""
+
+
+class SimulatorError(EtalumisError, RuntimeError):
+    """A simulator failed, died or stalled."""
+
+
+class ProtocolError(EtalumisError, ValueError):
+    """A PPX message was malformed, unexpected or out of step."""
+
+
+class PluginError(EtalumisError, LookupError):
+    """A plugin, or a name a plugin should have registered, is missing or clashes."""
+
+
+class ConfigError(EtalumisError, ValueError):
+    """A configuration value is invalid."""

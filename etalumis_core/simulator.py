@@ -1,0 +1,107 @@
+"""Simulators: whatever runs one trace at a time, feeding every random choice to a controller."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from .controller import Controller
+from .errors import SimulatorError
+from .runtime import run_with_handler
+from .trace import Trace
+
+
+class Simulator:
+    """A stochastic simulator etalumis can control.
+
+    Subclasses implement :meth:`run`. ``observations`` declares the names the simulator observes
+    and their shapes (``()`` for scalars), which the conformance suite and the CLI rely on.
+    ``restartable`` simulators (remote processes) may fail a trace with :class:`SimulatorError`
+    and be asked to run it again.
+    """
+
+    name: str = "simulator"
+    observations: Mapping[str, tuple] = {}
+    restartable: bool = False
+
+    def run(self, controller: Controller) -> Any:
+        """Run one trace, sending every message to ``controller``; return the result."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release processes and sockets. Safe to call twice."""
+
+    def report(self, posterior: Any, truth: Trace | None, output_dir: str) -> dict:
+        """Domain-specific summaries and plots of a posterior (optional)."""
+        return {}
+
+    def __enter__(self) -> "Simulator":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class PythonSimulator(Simulator):
+    """A plain Python function calling :func:`etalumis_core.sample` and friends."""
+
+    def __init__(self, fn: Callable[..., Any] | None = None, name: str | None = None,
+                 observations: Mapping[str, tuple] | None = None, args: tuple = (),
+                 kwargs: Mapping[str, Any] | None = None) -> None:
+        fn = fn if fn is not None else getattr(self, "forward", None)
+        if fn is None or not callable(fn):
+            raise TypeError("PythonSimulator needs a function, or a subclass with forward()")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", type(self).__name__)
+        if observations is not None:
+            self.observations = dict(observations)
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs or {})
+
+    def run(self, controller: Controller) -> Any:
+        return run_with_handler(controller, self.fn, self.args, self.kwargs)
+
+    def __repr__(self) -> str:
+        return f"PythonSimulator({self.name!r})"
+
+
+def as_simulator(simulator: Any) -> Simulator:
+    """Accept a Simulator or a plain function."""
+    if isinstance(simulator, Simulator):
+        return simulator
+    if callable(simulator):
+        return PythonSimulator(simulator)
+    raise TypeError(f"expected a Simulator or a function, got {type(simulator).__name__}")
+
+
+def run_trace(simulator: Simulator, controller: Controller, retries: int = 0) -> Trace:
+    """Run one trace. A restartable simulator that fails is asked again, up to ``retries``
+    times, from the same random state, so that a retried trace equals the undisturbed one."""
+    if not simulator.restartable:
+        controller.start_trace()
+        return controller.end_trace(simulator.run(controller))
+    state = controller.rng.bit_generator.state
+    for attempt in range(retries + 1):
+        controller.start_trace()
+        try:
+            return controller.end_trace(simulator.run(controller))
+        except SimulatorError:
+            if attempt == retries:
+                raise
+            controller.rng.bit_generator.state = state
+    raise AssertionError("unreachable")
+
+
+class SimulatorSpec:
+    """A picklable recipe for a simulator, so that worker processes build their own."""
+
+    def __init__(self, factory: Callable[..., Simulator], kwargs: Mapping[str, Any] | None = None,
+                 name: str | None = None) -> None:
+        self.factory = factory
+        self.kwargs = dict(kwargs or {})
+        self.name = name or getattr(factory, "__name__", "simulator")
+
+    def build(self) -> Simulator:
+        return as_simulator(self.factory(**self.kwargs))
+
+    def __repr__(self) -> str:
+        return f"SimulatorSpec({self.name!r}, {self.kwargs!r})"

@@ -1,0 +1,185 @@
+"""The probabilistic tau-decay simulator: prior over the tau momentum and decay channel, decay
+kinematics with accept/reject loops, a calorimeter, and a per-voxel observation likelihood."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+
+from etalumis_core import PythonSimulator, observe, sample, tag
+from etalumis_core.distributions import Categorical, Normal, Poisson, Uniform
+
+from . import physics
+from .calorimeter import Calorimeter
+from .decay import DecayEvent, decay_tau, tau_four_momentum
+
+logger = logging.getLogger(__name__)
+
+LIKELIHOODS = ("poisson_normal", "fixed_normal")
+CALORIMETER_SHAPE = (35, 35, 20)
+
+
+class PPLSampler:
+    """Routes every random number of the kinematics and the calorimeter through ``sample``."""
+
+    def uniform(self, low: float, high: float, address: str, name: str | None = None) -> float:
+        return sample(Uniform(low, high), name=name, address=address)
+
+    def categorical(self, probs: np.ndarray, address: str, name: str | None = None) -> int:
+        return int(sample(Categorical(probs), name=name, address=address))
+
+    def poisson(self, rate: float, address: str, control: bool = True) -> int:
+        return int(sample(Poisson(rate), address=address, control=control))
+
+    def normal(self, mean: np.ndarray, stddev: np.ndarray, address: str,
+               control: bool = False) -> np.ndarray:
+        return sample(Normal(mean, stddev), address=address, control=control)
+
+
+def calorimeter_likelihood(deposits: np.ndarray, kind: str = "poisson_normal",
+                           sigma0: float = 0.1) -> Normal:
+    """Per-voxel likelihood of an observed calorimeter given simulated ``deposits`` (GeV).
+
+    ``poisson_normal``: Normal(deposits, sqrt(deposits + sigma0²)) — the variance grows with the
+    deposit as for a counting process (the public calorimeter-with-Sherpa likelihood), and
+    sigma0 keeps empty voxels from having zero width. ``fixed_normal``: Normal(deposits, sigma0).
+    """
+    if kind == "poisson_normal":
+        return Normal(deposits, np.sqrt(deposits + sigma0 * sigma0))
+    if kind == "fixed_normal":
+        return Normal(deposits, np.broadcast_to(float(sigma0), deposits.shape))
+    raise ValueError(f"unknown likelihood {kind!r}; choose one of {', '.join(LIKELIHOODS)}")
+
+
+def event_summary(event: DecayEvent, calorimeter: Calorimeter) -> dict[str, float]:
+    """Composition and energy flow of a decay (the quantities the model tags)."""
+    n_ch_had = n_neu_had = n_photons = n_leptons = n_nu = 0
+    e_ch_had = e_neu_had = e_photons = e_leptons = e_nu = 0.0
+    for p in event.final_state:
+        pdg, e = p.pdg, p.energy
+        if physics.is_neutrino(pdg):
+            n_nu += 1
+            e_nu += e
+        elif pdg == physics.PHOTON:
+            n_photons += 1
+            e_photons += e
+        elif physics.is_charged_lepton(pdg):
+            n_leptons += 1
+            e_leptons += e
+        elif p.charge != 0:
+            n_ch_had += 1
+            e_ch_had += e
+        else:
+            n_neu_had += 1
+            e_neu_had += e
+    n_pi0 = sum(1 for pdg in event.channel.visible if pdg == physics.PI0)
+    n_eta = sum(1 for pdg in event.channel.visible if pdg == physics.ETA)
+    return {
+        "n_charged_hadrons": n_ch_had, "n_neutral_hadrons": n_neu_had,
+        "n_neutral_pions": n_pi0, "n_etas": n_eta, "n_photons": n_photons,
+        "n_leptons": n_leptons, "n_neutrinos": n_nu, "n_charged": n_ch_had + n_leptons,
+        "e_tau": event.tau.energy,
+        "e_visible": e_ch_had + e_neu_had + e_photons + e_leptons,
+        "e_invisible": e_nu, "e_charged_hadrons": e_ch_had, "e_neutral_hadrons": e_neu_had,
+        "e_photons": e_photons, "e_leptons": e_leptons,
+        "e_calorimeter_expected": calorimeter.expected_energy(event.final_state),
+    }
+
+
+TAG_NAMES = ("n_charged_hadrons", "n_neutral_hadrons", "n_neutral_pions", "n_etas", "n_photons",
+             "n_leptons", "n_neutrinos", "n_charged", "e_tau", "e_visible", "e_invisible",
+             "e_charged_hadrons", "e_neutral_hadrons", "e_photons", "e_leptons",
+             "e_calorimeter_expected", "e_calorimeter")
+
+
+class TauDecaySimulator(PythonSimulator):
+    """A tau- from a Z decay, decaying through one of 38 channels in front of a calorimeter.
+
+    Random choices, in order: ``px``, ``py``, ``pz`` (uniform), ``channel`` (categorical over
+    :data:`physics.CHANNELS` with the published branching ratios), the decay kinematics
+    (accept/reject loops, directions, pi0/eta decays), then per showering particle its Poisson
+    number of deposits and one batched Gaussian draw of their positions. The observation
+    ``calorimeter`` is a (35, 35, 20) array of deposited energy in GeV.
+
+    Parameters
+    ----------
+    px_range, py_range, pz_range:
+        Bounds of the uniform priors of the tau momentum (GeV).
+    likelihood:
+        ``"poisson_normal"`` (default) or ``"fixed_normal"``, see :func:`calorimeter_likelihood`.
+    sigma0:
+        Noise floor of the likelihood (GeV per voxel).
+    resonances:
+        Let the rho, K* and a1 channels proceed through their resonance.
+    decay_pi0, decay_eta:
+        Decay pi0 -> gamma gamma and eta to its main modes, so photons shower electromagnetically.
+    shape_is:
+        How the calorimeter's shower shape parameters are read: ``"variance"`` or ``"stddev"``.
+    control_deposit_counts:
+        Whether the number of deposits of each particle is a controlled (proposable) choice.
+    """
+
+    observations = {"calorimeter": CALORIMETER_SHAPE}
+
+    def __init__(self, px_range: Sequence[float] = (-3.0, 3.0),
+                 py_range: Sequence[float] = (-3.0, 3.0),
+                 pz_range: Sequence[float] = (43.0, 47.0), likelihood: str = "poisson_normal",
+                 sigma0: float = 0.1, resonances: bool = True, decay_pi0: bool = True,
+                 decay_eta: bool = True, shape_is: str = "variance",
+                 control_deposit_counts: bool = True, name: str = "toy_tau_decay") -> None:
+        for label, r in (("px_range", px_range), ("py_range", py_range), ("pz_range", pz_range)):
+            if len(r) != 2 or not float(r[0]) < float(r[1]):
+                raise ValueError(f"{label} must be [low, high] with low < high, got {r!r}")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}; choose one of "
+                             f"{', '.join(LIKELIHOODS)}")
+        if not float(sigma0) > 0.0:
+            raise ValueError(f"sigma0 must be positive, got {sigma0!r}")
+        self.px_range = (float(px_range[0]), float(px_range[1]))
+        self.py_range = (float(py_range[0]), float(py_range[1]))
+        self.pz_range = (float(pz_range[0]), float(pz_range[1]))
+        self.likelihood = likelihood
+        self.sigma0 = float(sigma0)
+        self.resonances = bool(resonances)
+        self.decay_pi0 = bool(decay_pi0)
+        self.decay_eta = bool(decay_eta)
+        self.calorimeter = Calorimeter(shape_is=shape_is, control_counts=control_deposit_counts)
+        self.channel_probs = physics.CHANNEL_PROBS.tolist()
+        self._sampler = PPLSampler()
+        super().__init__(name=name, observations=self.observations)
+
+    def config(self) -> dict[str, Any]:
+        return {"px_range": list(self.px_range), "py_range": list(self.py_range),
+                "pz_range": list(self.pz_range), "likelihood": self.likelihood,
+                "sigma0": self.sigma0, "resonances": self.resonances,
+                "decay_pi0": self.decay_pi0, "decay_eta": self.decay_eta,
+                "shape_is": self.calorimeter.shape_is,
+                "control_deposit_counts": self.calorimeter.control_counts}
+
+    def forward(self) -> dict[str, Any]:
+        s = self._sampler
+        px = sample(Uniform(*self.px_range), name="px", address="tau_px")
+        py = sample(Uniform(*self.py_range), name="py", address="tau_py")
+        pz = sample(Uniform(*self.pz_range), name="pz", address="tau_pz")
+        channel = int(sample(Categorical(self.channel_probs), name="channel",
+                             address="tau_channel"))
+        event = decay_tau(tau_four_momentum(px, py, pz), channel, s, self.resonances,
+                          self.decay_pi0, self.decay_eta)
+        deposits = self.calorimeter.deposit(event.final_state, s)
+        summary = event_summary(event, self.calorimeter)
+        summary["e_calorimeter"] = float(deposits.sum())
+        for key in TAG_NAMES:
+            tag(summary[key], key)
+        observe(calorimeter_likelihood(deposits, self.likelihood, self.sigma0),
+                name="calorimeter")
+        return {"channel": channel, "px": px, "py": py, "pz": pz, "calorimeter": deposits,
+                **summary}
+
+    def report(self, posterior: Any, truth: Any, output_dir: str) -> dict:
+        from .analysis import report
+        return report(posterior, truth, output_dir)
+
+    def __repr__(self) -> str:
+        return f"TauDecaySimulator({self.config()!r})"
