@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import models
 from .engines.importance import ImportanceSampling
+from .errors import PluginError
 from .engines.mh import LightweightMH, RandomWalkMH
 from .executors import ProcessPoolExecutor, SerialExecutor
 from .hooks import hookimpl
@@ -30,3 +31,17 @@ def etalumis_register_engines(register):
 def etalumis_register_executors(register):
     register("serial", SerialExecutor, description="everything in this process")
     register("process", ProcessPoolExecutor, description="a local pool of worker processes")
+    register("dask", make_dask_executor,
+             description="a Dask cluster: local, a scheduler address, or SLURM via dask-jobqueue")
+
+
+def make_dask_executor(**options):
+    """The Dask executor; dask is imported only when one is made (an optional dependency)."""
+    try:
+        from .dask_executor import DaskExecutor
+    except ImportError as error:
+        if (error.name or "").split(".")[0] not in ("dask", "distributed", "cloudpickle"):
+            raise
+        raise PluginError("executor 'dask' needs dask.distributed, which is not installed: "
+                          "pip install 'etalumis-core[dask]'") from error
+    return DaskExecutor(**options)

@@ -23,6 +23,12 @@ class ProtocolError(EtalumisError, ValueError):
     """A PPX message was malformed, unexpected or out of step."""
 
 
+class SimulatorProtocolError(ProtocolError, SimulatorError):
+    """A simulator broke the PPX protocol during a trace (a Reset, a message out of turn, a
+    buffer that does not decode). Being a :class:`SimulatorError` too, it makes
+    :func:`~etalumis_core.simulator.run_trace` restart the simulator and rerun the trace."""
+
+
 class PluginError(EtalumisError, LookupError):
     """A plugin, or a name a plugin should have registered, is missing or clashes."""
 

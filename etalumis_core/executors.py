@@ -40,6 +40,12 @@ class Executor:
             progress: Progress | None = None, weights: Sequence[int] | None = None) -> list:
         raise NotImplementedError
 
+    def stats(self) -> dict:
+        """What the executor counted (e.g. tasks retried after a lost worker). Numeric counters
+        accumulate over the executor's life; :meth:`Engine.run` records a run's share of them
+        in ``posterior.metadata``."""
+        return {}
+
     def close(self) -> None:
         """Release workers."""
 

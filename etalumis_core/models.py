@@ -41,11 +41,13 @@ def gaussian_posterior(observations: list[float]) -> tuple[float, float, float]:
 
 def poisson_mixture_count() -> int:
     """The number of latent variables depends on an earlier choice: ``n ~ Poisson(2)`` clusters
-    (at most 4), each with a mean ``Normal(0, 3)``; ``y`` ~ Normal(sum of means, 1)."""
+    (at most 4, tagged ``clusters``), each with a mean ``Normal(0, 3)``;
+    ``y`` ~ Normal(sum of means, 1)."""
     n = min(sample(Poisson(2.0), name="n"), 4)
     total = 0.0
     for _ in range(n):
         total += sample(Normal(0.0, 3.0), name=None)
+    tag(n, name="clusters")
     tag(total, name="total")
     observe(Normal(total, 1.0), name="y")
     return n

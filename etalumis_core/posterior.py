@@ -52,6 +52,18 @@ def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: Any) -> Any:
     return np.interp(q, cdf, v)
 
 
+def _autocorrelation(x: np.ndarray) -> np.ndarray | None:
+    """Autocorrelation at every lag (FFT); None for a constant or too short chain."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x - x.mean()
+    n = len(x)
+    if n < 4 or not np.any(x):
+        return None
+    f = np.fft.rfft(x, 2 * n)
+    acf = np.fft.irfft(f * np.conj(f))[:n]
+    return acf / acf[0]
+
+
 class Column:
     """Values of one variable (an address or a name) across the traces that have it."""
 
@@ -178,7 +190,9 @@ class Posterior:
 
     @property
     def ess(self) -> float:
-        """Kish's effective sample size of the importance weights."""
+        """Kish's effective sample size of the importance weights (0 if every weight is 0)."""
+        if _logsumexp(self.log_weights) == -math.inf:
+            return 0.0
         return float(1.0 / np.sum(self.weights ** 2))
 
     @property
@@ -371,19 +385,32 @@ class Posterior:
 
     def autocorrelation(self, key: str, max_lag: int = 50) -> np.ndarray:
         """Autocorrelation of a scalar variable, averaged over chains (lags 0..max_lag)."""
-        out = []
-        for x in self.chains_of(key):
-            x = x - x.mean()
-            n = len(x)
-            if n < 2 or not np.any(x):
-                continue
-            f = np.fft.rfft(x, 2 * n)
-            acf = np.fft.irfft(f * np.conj(f))[:n]
-            out.append(acf[: max_lag + 1] / acf[0])
+        out = [acf[: max_lag + 1] for acf in map(_autocorrelation, self.chains_of(key))
+               if acf is not None]
         if not out:
             raise ValueError(f"autocorrelation of {key!r} needs a chain with varying values")
         lags = min(len(a) for a in out)
         return np.mean([a[:lags] for a in out], axis=0)
+
+    def mcmc_ess(self, key: str) -> float:
+        """Effective sample size of a scalar variable along MCMC chains: the sum over chains of
+        n / τ, with the integrated autocorrelation time τ from Geyer's initial positive
+        sequence."""
+        total = 0.0
+        for x in self.chains_of(key):
+            acf = _autocorrelation(x)
+            if acf is None:
+                total += 1.0  # a chain stuck at one value carries one draw of information
+                continue
+            tau, k = -1.0, 0
+            while 2 * k + 1 < len(acf):
+                pair = acf[2 * k] + acf[2 * k + 1]
+                if pair <= 0:
+                    break
+                tau += 2 * pair
+                k += 1
+            total += len(x) / max(tau, 1e-12)
+        return float(total)
 
     def summary(self, max_variables: int = 50) -> dict:
         out: dict[str, Any] = {"num_traces": self.num_traces, "ess": self.ess,

@@ -84,3 +84,12 @@ def open_h5(path: str | os.PathLike, expected_format: str) -> Iterator[h5py.File
         if found != expected_format:
             raise EtalumisError(f"{path} is not an {expected_format} file (format: {found!r})")
         yield f
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file under a temporary name, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -56,6 +56,7 @@ class Engine:
             raise ValueError(f"num_traces must be a positive integer, got {num_traces!r}")
         seed = resolve_seed(seed)
         executor = executor or SerialExecutor()
+        counters = executor.stats()
         started = time.perf_counter()
         posterior = self._run(simulator, dict(observations or {}), int(num_traces), seed,
                               executor, progress)
@@ -65,6 +66,8 @@ class Engine:
                                   traces_per_second=posterior.num_traces / max(elapsed, 1e-12),
                                   simulator=simulator_name(simulator),
                                   executor=executor.name, num_workers=executor.num_workers)
+        for key, value in run_counters(counters, executor.stats()).items():
+            posterior.metadata.setdefault(key, value)
         return posterior
 
     def _run(self, simulator: Simulator | SimulatorSpec, observations: dict, num_traces: int,
@@ -73,6 +76,16 @@ class Engine:
 
     def make_controller(self, rng: np.random.Generator, observations: Mapping[str, Any]) -> Controller:
         return Controller(rng, observations)
+
+
+def run_counters(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict:
+    """An executor's stats over one run: numeric counters minus their value before it."""
+    out = {}
+    for key, value in after.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = value - before.get(key, 0)
+        out[key] = value
+    return out
 
 
 def split(total: int, size: int) -> list[tuple[int, int]]:

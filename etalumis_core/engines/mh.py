@@ -126,6 +126,8 @@ class LightweightMH(Engine):
         accepted = [p.metadata["acceptance_rate"] for p in parts]
         posterior.metadata = {"acceptance_rate": float(np.mean(accepted)),
                               "acceptance_rate_per_chain": accepted}
+        if len(parts) > 1:
+            posterior.metadata["r_hat"] = _r_hats(posterior)
         return posterior
 
 
@@ -166,6 +168,23 @@ class RandomWalkMH(LightweightMH):
         value = variable.value
         step = rng.normal(0.0, self.scale * width, size=np.shape(value))
         return float(value + step) if np.ndim(value) == 0 else value + step
+
+
+def _r_hats(posterior: Posterior) -> dict[str, float]:
+    """Split-chain R-hat of every named scalar latent variable that every chain has (a
+    variable some chains never visit has no meaningful R-hat)."""
+    out = {}
+    chains = len(np.unique(posterior.chain))
+    for name, column in posterior.named.items():
+        if column.kind != SAMPLE or column.ragged or column.values.ndim != 1:
+            continue
+        if len(np.unique(posterior.chain[column.index])) < chains:
+            continue
+        try:
+            out[name] = posterior.r_hat(name)
+        except ValueError:   # chains too short
+            continue
+    return out
 
 
 def _run_chain(simulator: Simulator, item: tuple, report: Callable[[int], None]) -> Posterior:

@@ -18,6 +18,7 @@ from .decay import DecayEvent, decay_tau, tau_four_momentum
 logger = logging.getLogger(__name__)
 
 LIKELIHOODS = ("poisson_normal", "fixed_normal")
+LIKELIHOOD_MEANS = ("expected", "sampled")
 CALORIMETER_SHAPE = (35, 35, 20)
 
 
@@ -39,15 +40,18 @@ class PPLSampler:
 
 
 def calorimeter_likelihood(deposits: np.ndarray, kind: str = "poisson_normal",
-                           sigma0: float = 0.1) -> Normal:
-    """Per-voxel likelihood of an observed calorimeter given simulated ``deposits`` (GeV).
+                           sigma0: float = 0.005, poisson_scale: float = 0.005) -> Normal:
+    """Per-voxel likelihood of an observed calorimeter given the simulated mean ``deposits``
+    (GeV per voxel).
 
-    ``poisson_normal``: Normal(deposits, sqrt(deposits + sigma0²)) — the variance grows with the
-    deposit as for a counting process (the public calorimeter-with-Sherpa likelihood), and
-    sigma0 keeps empty voxels from having zero width. ``fixed_normal``: Normal(deposits, sigma0).
+    ``poisson_normal``: Normal(deposits, sqrt(poisson_scale * deposits + sigma0²)). With
+    ``poisson_scale`` equal to the deposit quantum (5 MeV, the default) the variance is exactly
+    that of the Poisson number of deposits in the voxel; ``poisson_scale=1`` is the public
+    "variance = deposit" variant (see the README for why it is not the default). sigma0 keeps
+    empty voxels from having zero width. ``fixed_normal``: Normal(deposits, sigma0).
     """
     if kind == "poisson_normal":
-        return Normal(deposits, np.sqrt(deposits + sigma0 * sigma0))
+        return Normal(deposits, np.sqrt(poisson_scale * deposits + sigma0 * sigma0))
     if kind == "fixed_normal":
         return Normal(deposits, np.broadcast_to(float(sigma0), deposits.shape))
     raise ValueError(f"unknown likelihood {kind!r}; choose one of {', '.join(LIKELIHOODS)}")
@@ -109,8 +113,16 @@ class TauDecaySimulator(PythonSimulator):
         Bounds of the uniform priors of the tau momentum (GeV).
     likelihood:
         ``"poisson_normal"`` (default) or ``"fixed_normal"``, see :func:`calorimeter_likelihood`.
+    likelihood_mean:
+        What the likelihood is centred on: ``"expected"`` (default), the mean deposit per voxel
+        given the drawn numbers of deposits (the shower Gaussians integrated over the voxels),
+        or ``"sampled"``, the binned realisation of the deposit positions (as in the public
+        calorimeter code). See the README for why the default is ``expected``.
     sigma0:
         Noise floor of the likelihood (GeV per voxel).
+    poisson_scale:
+        Variance per GeV of deposit of the ``poisson_normal`` likelihood (GeV); the default, the
+        deposit quantum, is the Poisson variance of the voxel's deposit count.
     resonances:
         Let the rho, K* and a1 channels proceed through their resonance.
     decay_pi0, decay_eta:
@@ -126,7 +138,8 @@ class TauDecaySimulator(PythonSimulator):
     def __init__(self, px_range: Sequence[float] = (-3.0, 3.0),
                  py_range: Sequence[float] = (-3.0, 3.0),
                  pz_range: Sequence[float] = (43.0, 47.0), likelihood: str = "poisson_normal",
-                 sigma0: float = 0.1, resonances: bool = True, decay_pi0: bool = True,
+                 likelihood_mean: str = "expected", sigma0: float = 0.005,
+                 poisson_scale: float = 0.005, resonances: bool = True, decay_pi0: bool = True,
                  decay_eta: bool = True, shape_is: str = "variance",
                  control_deposit_counts: bool = True, name: str = "toy_tau_decay") -> None:
         for label, r in (("px_range", px_range), ("py_range", py_range), ("pz_range", pz_range)):
@@ -135,6 +148,10 @@ class TauDecaySimulator(PythonSimulator):
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"unknown likelihood {likelihood!r}; choose one of "
                              f"{', '.join(LIKELIHOODS)}")
+        if likelihood_mean not in LIKELIHOOD_MEANS:
+            raise ValueError(f"unknown likelihood_mean {likelihood_mean!r}; choose one of "
+                             f"{', '.join(LIKELIHOOD_MEANS)}")
+        self.likelihood_mean = likelihood_mean
         if not float(sigma0) > 0.0:
             raise ValueError(f"sigma0 must be positive, got {sigma0!r}")
         self.px_range = (float(px_range[0]), float(px_range[1]))
@@ -142,6 +159,9 @@ class TauDecaySimulator(PythonSimulator):
         self.pz_range = (float(pz_range[0]), float(pz_range[1]))
         self.likelihood = likelihood
         self.sigma0 = float(sigma0)
+        if not float(poisson_scale) >= 0.0:
+            raise ValueError(f"poisson_scale must be non-negative, got {poisson_scale!r}")
+        self.poisson_scale = float(poisson_scale)
         self.resonances = bool(resonances)
         self.decay_pi0 = bool(decay_pi0)
         self.decay_eta = bool(decay_eta)
@@ -153,7 +173,9 @@ class TauDecaySimulator(PythonSimulator):
     def config(self) -> dict[str, Any]:
         return {"px_range": list(self.px_range), "py_range": list(self.py_range),
                 "pz_range": list(self.pz_range), "likelihood": self.likelihood,
-                "sigma0": self.sigma0, "resonances": self.resonances,
+                "likelihood_mean": self.likelihood_mean,
+                "sigma0": self.sigma0, "poisson_scale": self.poisson_scale,
+                "resonances": self.resonances,
                 "decay_pi0": self.decay_pi0, "decay_eta": self.decay_eta,
                 "shape_is": self.calorimeter.shape_is,
                 "control_deposit_counts": self.calorimeter.control_counts}
@@ -167,15 +189,17 @@ class TauDecaySimulator(PythonSimulator):
                              address="tau_channel"))
         event = decay_tau(tau_four_momentum(px, py, pz), channel, s, self.resonances,
                           self.decay_pi0, self.decay_eta)
-        deposits = self.calorimeter.deposit(event.final_state, s)
+        expected = self.likelihood_mean == "expected"
+        deposits, mean = self.calorimeter.simulate(event.final_state, s, expected=expected)
         summary = event_summary(event, self.calorimeter)
         summary["e_calorimeter"] = float(deposits.sum())
         for key in TAG_NAMES:
             tag(summary[key], key)
-        observe(calorimeter_likelihood(deposits, self.likelihood, self.sigma0),
+        observe(calorimeter_likelihood(mean if expected else deposits, self.likelihood,
+                                       self.sigma0, self.poisson_scale),
                 name="calorimeter")
         return {"channel": channel, "px": px, "py": py, "pz": pz, "calorimeter": deposits,
-                **summary}
+                "calorimeter_expected": mean, **summary}
 
     def report(self, posterior: Any, truth: Any, output_dir: str) -> dict:
         from .analysis import report

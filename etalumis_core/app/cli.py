@@ -1,0 +1,97 @@
+"""The ``etalumis`` command: Hydra-composed jobs, plus ``etalumis plugins``.
+
+``etalumis [COMMAND] [overrides...]`` where COMMAND is one of ``infer`` (the default),
+``simulate``, ``dataset``, ``train``, ``serve`` or ``plugins``. Each job's config is
+``conf/COMMAND.yaml`` (shipped inside the package); ``-m`` runs a multirun sweep. The
+``@hydra.main`` functions stay thin: they turn the config into plain arguments for
+:mod:`etalumis_core.app.jobs`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, Callable
+
+from ..errors import EtalumisError, PluginError
+from ..plugins import load_plugins
+
+COMMANDS = ("infer", "simulate", "dataset", "train", "serve")
+# Config groups whose options name registered things, and the registry holding them.
+GROUPS = {"simulator": "simulators", "engine": "engines", "executor": "executors",
+          "proposal": "proposals", "trainer": "trainers"}
+# The options each job selects by default (see conf/*.yaml).
+DEFAULTS = {
+    "infer": {"simulator": "toy_tau_decay", "engine": "rmh", "executor": "serial"},
+    "simulate": {"simulator": "toy_tau_decay"},
+    "dataset": {"simulator": "toy_tau_decay", "executor": "serial"},
+    "train": {"simulator": "toy_tau_decay", "proposal": "feedforward", "trainer": "single"},
+    "serve": {"simulator": "toy_tau_decay"},
+}
+
+
+def check_selections(command: str, overrides: list[str], plugins: Any) -> None:
+    """Fail early, with the installed options and their plugins, on an unknown name."""
+    chosen = dict(DEFAULTS[command])
+    for arg in overrides:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if sep and key in GROUPS:
+            chosen[key] = value
+    for group, value in chosen.items():
+        registry = plugins.registries[GROUPS[group]]
+        for name in value.split(","):
+            name = name.strip()
+            if name.startswith(("choice(", "range(", "glob(")):
+                continue
+            try:
+                registry.get(name)
+            except PluginError as error:
+                raise PluginError(f"{group}={name}: {error}") from None
+
+
+def _job(command: str) -> Callable[[Any], Any]:
+    def run(cfg: Any) -> Any:
+        from hydra.core.hydra_config import HydraConfig
+
+        from . import jobs
+
+        output_dir = HydraConfig.get().runtime.output_dir
+        logging.getLogger().setLevel(cfg.get("log_level", "INFO"))
+        return getattr(jobs, f"{command}_from_config")(cfg, output_dir)
+
+    run.__name__ = f"etalumis_{command}"
+    return run
+
+
+def print_plugins() -> int:
+    print(json.dumps(load_plugins().describe(), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = "infer"
+    if argv and argv[0] in COMMANDS + ("plugins",):
+        command = argv.pop(0)
+    if command == "plugins":
+        return print_plugins()
+    if argv and argv[0] in ("-h", "--help") and len(argv) == 1:
+        print(__doc__)
+    try:
+        check_selections(command, [a for a in argv if not a.startswith("-")], load_plugins())
+    except EtalumisError as error:
+        print(f"etalumis {command}: error: {error}", file=sys.stderr)
+        return 2
+
+    import hydra
+
+    sys.argv = [f"etalumis {command}", *argv]
+    hydra.main(version_base="1.3", config_path="pkg://etalumis_core.conf",
+               config_name=command)(_job(command))()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

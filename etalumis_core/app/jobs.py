@@ -1,0 +1,222 @@
+"""The jobs behind the CLI, as plain functions of plain arguments (usable without Hydra).
+
+Each ``*_from_config`` function is the only place that reads a Hydra config: it turns it into
+objects and calls the plain function, which writes everything into ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+from typing import Any, Mapping
+
+import numpy as np
+
+from .. import __version__
+from ..api import observations_of, simulate
+from ..data.hdf5 import atomic_write_text
+from ..data.observation import (jsonable, load_observation, save_observation, truth_trace,
+                                truth_values)
+from ..engines.base import Engine, resolve_seed
+from ..executors import Executor
+from ..plugins import Plugins, load_plugins
+from ..posterior import PosteriorBuilder
+from ..simulator import SimulatorSpec
+from ..trace import Trace
+from . import plots
+
+log = logging.getLogger("etalumis")
+
+
+# -- config to objects -------------------------------------------------------------------------
+def _params(node: Any) -> dict:
+    from omegaconf import OmegaConf
+
+    params = node.get("params") if node is not None else None
+    return dict(OmegaConf.to_container(params, resolve=True)) if params else {}
+
+
+def simulator_spec(plugins: Plugins, node: Any) -> SimulatorSpec:
+    entry = plugins.simulators.get(node.name)
+    return SimulatorSpec(entry.factory, _params(node), name=node.name)
+
+
+def build(plugins: Plugins, kind: str, node: Any) -> Any:
+    return plugins.registries[kind].create(node.name, **_params(node))
+
+
+def versions(plugins: Plugins) -> dict:
+    out = {"python": platform.python_version(), "etalumis-core": __version__}
+    for info in plugins.describe().values():
+        out[info["distribution"]] = info["version"]
+    return out
+
+
+def write_json(path: str, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=jsonable, allow_nan=True))
+
+
+# -- infer -------------------------------------------------------------------------------------
+def run_inference(simulator: SimulatorSpec, engine: Engine, executor: Executor,
+                  observations: Mapping[str, Any], num_traces: int, seed: int | None,
+                  output_dir: str, truth: Trace | None = None, make_plots: bool = True,
+                  progress: bool | None = None, extra: dict | None = None) -> dict:
+    """Infer, then write ``posterior.h5``, ``summary.json`` and plots into ``output_dir``."""
+    os.makedirs(output_dir, exist_ok=True)
+    posterior = engine.run(simulator, observations, num_traces, seed, executor, progress)
+    posterior.save(os.path.join(output_dir, "posterior.h5"))
+    meta = posterior.metadata
+    summary: dict[str, Any] = {
+        "engine": meta.get("engine"), "engine_options": meta.get("options"),
+        "simulator": simulator.name, "simulator_params": simulator.kwargs,
+        "executor": meta.get("executor"), "num_workers": meta.get("num_workers"),
+        "seed": meta.get("seed"), "num_traces": posterior.num_traces, "ess": posterior.ess,
+        "wall_time_s": meta.get("wall_time_s"), "traces_per_second": meta.get("traces_per_second"),
+        **{k: meta[k] for k in ("acceptance_rate", "log_evidence", "r_hat", "prior_fallbacks",
+                                "retried_tasks") if k in meta},
+        "versions": versions(load_plugins()),
+        "trace_types": posterior.trace_type_table()[:50],
+        "num_trace_types": len(posterior.trace_types),
+        "latents": posterior.summary()["variables"],
+        **(extra or {}),
+    }
+    if meta.get("engine") in ("importance", "ic"):
+        summary["log_evidence"] = posterior.log_evidence
+    truth_dict = truth.values_by_name() if truth is not None else None
+    if truth_dict is not None:
+        summary["truth"] = {k: jsonable(v) for k, v in truth_dict.items() if np.size(v) <= 64}
+    if make_plots:
+        summary["plots"] = [os.path.basename(p) for p in plots.plot_all(posterior, output_dir,
+                                                                        truth_dict)]
+        sim = simulator.build()
+        try:
+            report = sim.report(posterior, truth, output_dir)
+        finally:
+            sim.close()
+        if report:
+            summary["report"] = report
+            summary["plots"] += [os.path.basename(p) for p in report.get("plots", [])]
+    write_json(os.path.join(output_dir, "summary.json"), summary)
+    return summary
+
+
+def resolve_observation(cfg: Any, spec: SimulatorSpec) -> tuple[dict, Trace | None, str]:
+    """The observation to condition on: a file, the simulator config's ``observe``, or a
+    synthetic event simulated with ``truth_seed`` (whose trace is the truth)."""
+    if cfg.get("observation"):
+        observations, truth, _ = load_observation(cfg.observation)
+        return observations, truth_trace(truth) if truth else None, str(cfg.observation)
+    fixed = cfg.simulator.get("observe")
+    if fixed:
+        from omegaconf import OmegaConf
+
+        return dict(OmegaConf.to_container(fixed, resolve=True)), None, "simulator config"
+    if cfg.get("truth_seed") is None:
+        raise ValueError("no observation: pass observation=PATH (from `etalumis simulate`) or "
+                         "truth_seed=N to simulate one")
+    sim = spec.build()
+    try:
+        trace = simulate(sim, seed=int(cfg.truth_seed))
+    finally:
+        sim.close()
+    return observations_of(trace), trace, f"simulated with truth_seed={cfg.truth_seed}"
+
+
+def infer_from_config(cfg: Any, output_dir: str) -> dict:
+    plugins = load_plugins()
+    spec = simulator_spec(plugins, cfg.simulator)
+    observations, truth, source = resolve_observation(cfg, spec)
+    engine = build(plugins, "engines", cfg.engine)
+    with build(plugins, "executors", cfg.executor) as executor:
+        summary = run_inference(spec, engine, executor, observations, int(cfg.num_traces),
+                                cfg.seed, output_dir, truth, bool(cfg.plots),
+                                bool(cfg.progress), extra={"observation": source})
+    _announce(output_dir, summary)
+    return summary
+
+
+def _announce(output_dir: str, summary: dict) -> None:
+    line = (f"{summary.get('engine')}: {summary.get('num_traces')} traces, "
+            f"ESS {summary.get('ess', float('nan')):.1f}")
+    if "acceptance_rate" in summary:
+        line += f", acceptance {summary['acceptance_rate']:.2f}"
+    print(line)
+    print(f"results in {output_dir}: summary.json, posterior.h5"
+          + "".join(f", {p}" for p in summary.get("plots", [])))
+
+
+# -- simulate ----------------------------------------------------------------------------------
+def run_simulate(simulator: SimulatorSpec, num_traces: int, seed: int | None, output_dir: str,
+                 make_plots: bool = True) -> dict:
+    """Draw ``num_traces`` forward traces; the first is written as ``observation.h5`` (with its
+    truth), all of them as ``prior.h5`` (a posterior file with equal weights)."""
+    os.makedirs(output_dir, exist_ok=True)
+    seed = resolve_seed(seed)
+    sim = simulator.build()
+    builder = PosteriorBuilder()
+    try:
+        first = None
+        for i in range(num_traces):
+            trace = simulate(sim, seed=seed + i)
+            first = first or trace
+            builder.add(trace, 0.0)
+    finally:
+        sim.close()
+    truth = truth_values(first)
+    save_observation(os.path.join(output_dir, "observation.h5"), observations_of(first), truth,
+                     {"simulator": simulator.name, "seed": seed})
+    prior = builder.build({"engine": "prior", "seed": seed, "simulator": simulator.name})
+    prior.save(os.path.join(output_dir, "prior.h5"))
+    summary = {"simulator": simulator.name, "seed": seed, "num_traces": num_traces,
+               "observations": {k: list(np.shape(v)) for k, v in observations_of(first).items()},
+               "truth": {k: v for k, v in truth.items() if np.size(v) <= 64}}
+    if make_plots and num_traces > 1:
+        summary["plots"] = [os.path.basename(p) for p in [plots.plot_marginals(
+            prior, os.path.join(output_dir, "prior_marginals.png"))] if p]
+    write_json(os.path.join(output_dir, "summary.json"), summary)
+    return summary
+
+
+def simulate_from_config(cfg: Any, output_dir: str) -> dict:
+    spec = simulator_spec(load_plugins(), cfg.simulator)
+    summary = run_simulate(spec, int(cfg.num_traces), cfg.seed, output_dir, bool(cfg.plots))
+    print(f"observation with truth written to {os.path.join(output_dir, 'observation.h5')}")
+    return summary
+
+
+# -- serve -------------------------------------------------------------------------------------
+def serve_from_config(cfg: Any, output_dir: str) -> None:
+    from ..ppx import serve
+
+    spec = simulator_spec(load_plugins(), cfg.simulator)
+    sim = spec.build()
+    print(f"serving simulator {spec.name!r} over PPX at {cfg.address}", file=sys.stderr)
+    try:
+        serve(sim, cfg.address, max_traces=cfg.get("max_traces"))
+    finally:
+        sim.close()
+
+
+# -- dataset and train -------------------------------------------------------------------------
+def dataset_from_config(cfg: Any, output_dir: str) -> Any:
+    from ..data.dataset import generate_dataset
+
+    plugins = load_plugins()
+    spec = simulator_spec(plugins, cfg.simulator)
+    target = cfg.get("output") or os.path.join(output_dir, "dataset")
+    with build(plugins, "executors", cfg.executor) as executor:
+        result = generate_dataset(spec, target, int(cfg.num_traces), seed=cfg.seed,
+                                  executor=executor, chunk_size=int(cfg.chunk_size),
+                                  prior_inflation=bool(cfg.prior_inflation),
+                                  progress=bool(cfg.progress))
+    print(f"dataset of {cfg.num_traces} traces in {target}")
+    return result
+
+
+def train_from_config(cfg: Any, output_dir: str) -> Any:
+    from ..nn.training import train_from_config as train
+
+    return train(cfg, output_dir, load_plugins())

@@ -1,0 +1,389 @@
+"""The Dask executor: simulator runs spread over a Dask cluster, surviving lost workers.
+
+``DaskExecutor`` maps an engine's work items (importance-sampling chunks, MH chains, dataset
+shards) over the workers of a Dask cluster. Engines seed every item from the run's seed and the
+item's index alone, so a run gives the same posterior, bit for bit, on any number of workers and
+on the serial executor.
+
+Where the cluster comes from (first match wins):
+
+* ``client=``: an existing :class:`distributed.Client` (not closed by the executor);
+* ``cluster=``: an existing cluster object such as ``dask_jobqueue.SLURMCluster`` (not closed);
+* ``address=`` / ``scheduler_file=``: a running scheduler (``dask scheduler``);
+* ``cluster_class=``: an import path such as ``"dask_jobqueue.SLURMCluster"`` built with
+  ``cluster_options`` and scaled with ``scale`` (``int`` workers or a dict such as
+  ``{"jobs": 8}``); closed with the executor, so a Hydra config alone can drive a SLURM run;
+* otherwise a :class:`distributed.LocalCluster` of ``n_workers`` processes with
+  ``threads_per_worker`` threads each (default one: simulators are CPU-bound and often not
+  thread-safe), closed with the executor.
+
+Simulators on workers
+---------------------
+Each worker thread builds its own simulator once, from the picklable
+:class:`~etalumis_core.simulator.SimulatorSpec` (or a pickled simulator), and keeps it for the
+worker's lifetime in a worker plugin (:class:`SimulatorCache`), keyed by a hash of the pickled
+spec; a PPX simulator process launched by a worker is therefore launched once, not once per
+task. The plugin closes the simulators when the worker shuts down.
+
+Faults
+------
+A task lost with its worker (the worker process, or the machine, died) is rescheduled by the
+scheduler on another worker, up to ``distributed.scheduler.allowed-failures`` times (default 3).
+A task that raises is retried ``retries`` times. A retried item is rerun from its own seed, and
+the results of the lost attempt never reach the client, so the posterior still has exactly the
+requested traces, without duplicates, and equals the undisturbed run. :meth:`DaskExecutor.stats`
+counts what was retried (``retried_tasks``, ``lost_attempts``, ``failed_attempts``); engines copy
+the counts of their run into ``posterior.metadata``.
+
+SLURM with dask-jobqueue
+------------------------
+::
+
+    # pip install 'etalumis-core[dask]' dask-jobqueue
+    from dask_jobqueue import SLURMCluster
+    import etalumis_core as et
+    from etalumis_core.dask_executor import DaskExecutor
+
+    cluster = SLURMCluster(
+        queue="regular", account="myproject", walltime="02:00:00",
+        cores=32, processes=32, memory="64GB",      # 32 single-threaded workers per node
+        job_extra_directives=["--constraint=cpu"],
+        worker_extra_args=["--nthreads", "1"],
+        job_script_prologue=["source /path/to/venv/bin/activate"],
+    )
+    cluster.scale(jobs=8)                           # 8 nodes: 256 workers
+    with DaskExecutor(cluster=cluster, wait_for_workers=64) as executor:
+        posterior = et.infer("toy_tau_decay", observe=observation, engine="importance",
+                             num_traces=1_000_000, seed=1, executor=executor)
+    print(posterior.metadata["retried_tasks"])
+
+or from the command line, with the same options in ``conf/executor/dask.yaml``::
+
+    etalumis infer simulator=toy_tau_decay executor=dask \\
+        executor.params.cluster_class=dask_jobqueue.SLURMCluster \\
+        executor.params.cluster_options='{cores: 32, processes: 32, memory: 64GB}' \\
+        executor.params.scale='{jobs: 8}'
+
+Without dask-jobqueue, start the scheduler and the workers in one batch script (``dask scheduler
+--scheduler-file $SCRATCH/sched.json &`` then ``srun dask worker --nthreads 1 --scheduler-file
+$SCRATCH/sched.json &``) and pass ``scheduler_file=`` to the executor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from typing import Any, Callable, Mapping, Sequence
+
+import cloudpickle
+import distributed
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from .executors import Executor, Task
+from .progress import Progress
+from .simulator import Simulator, SimulatorSpec, as_simulator
+
+log = logging.getLogger(__name__)
+
+PLUGIN_NAME = "etalumis-simulators"
+
+
+class SimulatorCache(WorkerPlugin):
+    """A worker's simulators, built on first use and closed when the worker shuts down.
+
+    Keyed by ``(spec token, thread)``: each worker thread gets its own simulator, because a
+    simulator (a PPX process above all) serves one trace at a time. At most ``max_simulators``
+    are kept; the least recently used is closed to make room (a worker serving several runs
+    with different simulators one after the other).
+    """
+
+    name = PLUGIN_NAME
+    # A second executor connecting to the same cluster must not replace (and so close) the
+    # simulators the first one's tasks are using.
+    idempotent = True
+
+    def __init__(self, max_simulators: int = 4) -> None:
+        self.max_simulators = max_simulators
+        self._setup_state()
+
+    def _setup_state(self) -> None:
+        self._simulators: OrderedDict[tuple[str, int], Simulator] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        # Only the configuration travels; simulators and the lock are per worker.
+        return {"max_simulators": self.max_simulators}
+
+    def __setstate__(self, state: dict) -> None:
+        self.max_simulators = state["max_simulators"]
+        self._setup_state()
+
+    def setup(self, worker: Any) -> None:
+        self._setup_state()
+
+    def get(self, token: str, payload: bytes) -> Simulator:
+        key = (token, threading.get_ident())
+        with self._lock:
+            simulator = self._simulators.get(key)
+            if simulator is not None:
+                self._simulators.move_to_end(key)
+                return simulator
+        simulator = _build(payload)
+        evicted = []
+        with self._lock:
+            self._simulators[key] = simulator
+            while len(self._simulators) > self.max_simulators:
+                evicted.append(self._simulators.popitem(last=False)[1])
+        for old in evicted:
+            _close_quietly(old)
+        return simulator
+
+    def __len__(self) -> int:
+        return len(self._simulators)
+
+    def teardown(self, worker: Any) -> None:
+        with self._lock:
+            simulators = list(self._simulators.values())
+            self._simulators.clear()
+        for simulator in simulators:
+            _close_quietly(simulator)
+
+
+def _build(payload: bytes) -> Simulator:
+    obj = cloudpickle.loads(payload)
+    return obj.build() if isinstance(obj, SimulatorSpec) else as_simulator(obj)
+
+
+def _close_quietly(simulator: Simulator) -> None:
+    try:
+        simulator.close()
+    except Exception:   # a failing close must not keep the worker from shutting down
+        log.exception("closing simulator %r failed", simulator)
+
+
+def _worker_cache() -> SimulatorCache:
+    worker = distributed.get_worker()
+    cache = worker.plugins.get(PLUGIN_NAME)
+    if cache is None:
+        # The client registers the plugin before submitting; this covers a worker that
+        # joined in between, so the simulator is still closed with the worker.
+        cache = SimulatorCache()
+        cache.setup(worker)
+        worker.plugins[PLUGIN_NAME] = cache
+    return cache
+
+
+def _run_item(item: Any, *, task: Task, token: str, payload: bytes) -> Any:
+    simulator = _worker_cache().get(token, payload)
+    # Progress is reported by the client as whole items finish, so a rerun item never counts
+    # twice on the bar.
+    return task(simulator, item, _ignore)
+
+
+def _ignore(n: int) -> None:
+    pass
+
+
+def _attempts_on_scheduler(dask_scheduler: Any, keys: list, retries: int) -> list:
+    """``(key, lost, failed)`` for every key that was run more than once: ``lost`` attempts
+    died with their worker (``suspicious``), ``failed`` ones raised and were retried."""
+    out = []
+    for key in keys:
+        ts = dask_scheduler.tasks.get(key)
+        if ts is None:
+            continue
+        lost = int(ts.suspicious)
+        failed = max(int(retries) - int(ts.retries), 0)
+        if lost or failed:
+            out.append((key, lost, failed))
+    return out
+
+
+def _import(path: str) -> Any:
+    module, _, attr = path.rpartition(".")
+    if not module:
+        raise ValueError(f"cluster_class must be an import path such as "
+                         f"'dask_jobqueue.SLURMCluster', got {path!r}")
+    return getattr(importlib.import_module(module), attr)
+
+
+class DaskExecutor(Executor):
+    """Runs work items on a Dask cluster (see the module docstring for where it comes from).
+
+    Parameters
+    ----------
+    address, scheduler_file:
+        A running scheduler to connect to.
+    n_workers, threads_per_worker, processes, memory_limit, dashboard_address:
+        The local cluster built when no cluster is given (``n_workers`` defaults to the CPUs).
+    cluster, client:
+        An existing cluster or client; the executor does not close them.
+    cluster_class, cluster_options, scale:
+        A cluster built by import path (e.g. ``dask_jobqueue.SLURMCluster``), closed with the
+        executor.
+    retries:
+        Extra attempts at a task that raised (a lost worker is handled by the scheduler).
+    wait_for_workers:
+        Wait for this many workers before the first run (a batch cluster starting up).
+    max_simulators:
+        Simulators each worker keeps built (one per spec and thread).
+    """
+
+    name = "dask"
+
+    def __init__(self, address: str | None = None, n_workers: int | None = None,
+                 threads_per_worker: int = 1, processes: bool = True, retries: int = 2,
+                 scheduler_file: str | None = None, cluster: Any = None, client: Any = None,
+                 cluster_class: str | None = None, cluster_options: Mapping[str, Any] | None = None,
+                 scale: int | Mapping[str, Any] | None = None, wait_for_workers: int = 0,
+                 memory_limit: str | float | None = "auto", dashboard_address: str | None = None,
+                 max_simulators: int = 4) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        if threads_per_worker < 1:
+            raise ValueError(f"threads_per_worker must be >= 1, got {threads_per_worker}")
+        self.address = address
+        self.scheduler_file = scheduler_file
+        self.n_workers = n_workers
+        self.threads_per_worker = int(threads_per_worker)
+        self.processes = bool(processes)
+        self.retries = int(retries)
+        self.cluster_class = cluster_class
+        self.cluster_options = dict(cluster_options or {})
+        self.scale = scale
+        self.wait_for_workers = int(wait_for_workers)
+        self.memory_limit = memory_limit
+        self.dashboard_address = dashboard_address
+        self.max_simulators = int(max_simulators)
+        self._cluster = cluster
+        self._client = client
+        self._owns_cluster = False
+        self._owns_client = False
+        self._num_workers: int | None = None
+        self._stats = {"tasks": 0, "retried_tasks": 0, "lost_attempts": 0, "failed_attempts": 0}
+        # Connect now rather than in the first run, so that a run's timings (traces/s) do not
+        # include starting the cluster.
+        self._connect()
+
+    # -- the cluster -------------------------------------------------------------------------
+    @property
+    def client(self) -> distributed.Client:
+        """The Dask client."""
+        if self._client is None:
+            raise RuntimeError("this DaskExecutor is closed")
+        return self._client
+
+    def _connect(self) -> None:
+        if self._cluster is None and self.address is None and self.scheduler_file is None:
+            if self.cluster_class is not None:
+                self._cluster = _import(self.cluster_class)(**self.cluster_options)
+            else:
+                import multiprocessing
+
+                n = self.n_workers or multiprocessing.cpu_count()
+                self._cluster = distributed.LocalCluster(
+                    n_workers=n, threads_per_worker=self.threads_per_worker,
+                    processes=self.processes, memory_limit=self.memory_limit,
+                    dashboard_address=self.dashboard_address)
+            self._owns_cluster = True
+            if self.scale is not None:
+                if isinstance(self.scale, Mapping):
+                    self._cluster.scale(**self.scale)
+                else:
+                    self._cluster.scale(int(self.scale))
+        try:
+            if self._cluster is not None:
+                self._client = distributed.Client(self._cluster)
+            elif self.scheduler_file is not None:
+                self._client = distributed.Client(scheduler_file=self.scheduler_file)
+            else:
+                self._client = distributed.Client(self.address)
+            self._owns_client = True
+            self._client.register_plugin(SimulatorCache(self.max_simulators), name=PLUGIN_NAME)
+            if self.wait_for_workers:
+                self._client.wait_for_workers(self.wait_for_workers)
+        except BaseException:
+            self.close()
+            raise
+        log.info("dask executor on %s (%d workers)", self._client.scheduler.address,
+                 self.num_workers)
+
+    @property
+    def num_workers(self) -> int:  # type: ignore[override]
+        if self._client is None:
+            return self.n_workers or 0
+        if self._num_workers is None:
+            self._num_workers = len(self._client.nthreads())
+        return self._num_workers
+
+    def close(self) -> None:
+        client, cluster = self._client, self._cluster
+        if client is not None and self._owns_client:
+            client.close()
+        if cluster is not None and self._owns_cluster:
+            cluster.close()
+        self._client = None if self._owns_client else client
+        self._cluster = None if self._owns_cluster else cluster
+        self._owns_client = self._owns_cluster = False
+
+    # -- running -----------------------------------------------------------------------------
+    def map(self, task: Task, items: Sequence[Any], simulator: Simulator | SimulatorSpec,
+            progress: Progress | None = None, weights: Sequence[int] | None = None) -> list:
+        items = list(items)
+        if not items:
+            return []
+        weights = list(weights) if weights is not None else [1] * len(items)
+        client = self.client
+        self._num_workers = len(client.nthreads()) or self._num_workers
+        payload = cloudpickle.dumps(simulator)
+        token = hashlib.sha256(payload).hexdigest()[:16]
+        run = uuid.uuid4().hex[:12]
+        label = getattr(task, "__name__", "task").strip("_") or "task"
+        keys = [f"etalumis-{label}-{run}-{k}" for k in range(len(items))]
+        position = {key: k for k, key in enumerate(keys)}
+        futures = client.map(_run_item, items, key=keys, pure=False, retries=self.retries,
+                             task=task, token=token, payload=payload)
+        results: list = [None] * len(items)
+        try:
+            for future in distributed.as_completed(futures):
+                k = position[future.key]
+                results[k] = future.result()
+                if progress is not None:
+                    progress.update(weights[k])
+            self._count_retries(client, keys)
+        except BaseException:
+            client.cancel(futures)
+            raise
+        finally:
+            del futures
+        self._stats["tasks"] += len(items)
+        return results
+
+    def _count_retries(self, client: distributed.Client, keys: list[str]) -> None:
+        # Asked while the client still holds the futures, so the scheduler still knows them.
+        try:
+            attempts = client.run_on_scheduler(_attempts_on_scheduler, keys=keys,
+                                               retries=self.retries)
+        except Exception as error:   # e.g. a scheduler that refuses run_on_scheduler
+            log.warning("could not ask the scheduler which tasks were retried: %s", error)
+            return
+        for key, lost, failed in attempts:
+            self._stats["retried_tasks"] += 1
+            self._stats["lost_attempts"] += lost
+            self._stats["failed_attempts"] += failed
+            log.warning("task %s was run again: %d attempt(s) lost with a worker, %d failed",
+                        key, lost, failed)
+
+    def stats(self) -> dict:
+        """Counters over the executor's life: ``tasks`` run, ``retried_tasks`` (tasks run more
+        than once), ``lost_attempts`` (attempts lost with their worker) and ``failed_attempts``
+        (attempts that raised and were retried)."""
+        return dict(self._stats)
+
+    def __repr__(self) -> str:
+        where = self.address or self.scheduler_file or self.cluster_class or "local"
+        return f"DaskExecutor({where!r})"

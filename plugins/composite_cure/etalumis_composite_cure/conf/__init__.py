@@ -1,0 +1,1 @@
+"""Hydra configs of the composite_cure plugin (``pkg://etalumis_composite_cure.conf``)."""

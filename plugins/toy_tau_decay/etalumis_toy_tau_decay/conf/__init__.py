@@ -1,0 +1,1 @@
+"""Hydra configs of the toy_tau_decay plugin (``simulator/toy_tau_decay.yaml``)."""

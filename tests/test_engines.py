@@ -1,0 +1,180 @@
+"""Every engine against exact posteriors, with tolerances from the estimator's standard error."""
+
+import math
+
+import numpy as np
+import pytest
+
+import etalumis_core as et
+from etalumis_core.models import (discrete_weather, gaussian_posterior, gaussian_unknown_mean,
+                                  poisson_mixture_count)
+
+Z = 4.0  # standard errors allowed: a correct engine fails with probability ~6e-5 per check
+
+
+def within(estimate, exact, stderr, what):
+    assert abs(estimate - exact) < Z * stderr, (
+        f"{what}: estimate {estimate:.5f}, exact {exact:.5f}, {Z} standard errors = {Z * stderr:.5f}")
+
+
+def effective_size(posterior, key):
+    """ESS of a variable: Kish for weighted samples, autocorrelation-based for MCMC."""
+    if posterior.metadata["engine"] in ("lmh", "rmh"):
+        return posterior.mcmc_ess(key)
+    return posterior.marginal(key).ess
+
+
+ENGINES = [
+    ("importance", dict(num_traces=40000), {}),
+    ("lmh", dict(num_traces=30000), dict(burn_in=500, chains=2)),
+    ("rmh", dict(num_traces=20000), dict(burn_in=500, chains=2)),
+]
+
+
+@pytest.mark.parametrize("engine,run,options", ENGINES, ids=[e[0] for e in ENGINES])
+def test_gaussian_unknown_mean(engine, run, options, gaussian_obs):
+    mean, std, log_evidence = gaussian_posterior([8.0, 9.0])
+    assert (round(mean, 4), round(std, 6), round(log_evidence, 4)) == (7.25, 0.912871, -8.2394)
+    post = et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine=engine, seed=1,
+                    **run, **options)
+    mu = post.marginal("mu")
+    ess = effective_size(post, "mu")
+    assert ess > 100
+    within(float(mu.mean), mean, std / math.sqrt(ess), f"{engine} posterior mean")
+    # Standard error of a sample standard deviation: std / sqrt(2 ess).
+    within(float(mu.stddev), std, std / math.sqrt(2 * ess), f"{engine} posterior stddev")
+    if engine == "importance":
+        # Relative error of the mean weight: sqrt((n / ess - 1) / n).
+        n = post.num_traces
+        within(post.log_evidence, log_evidence, math.sqrt((n / post.ess - 1) / n), "log evidence")
+
+
+def exact_poisson_mixture(y):
+    """Enumerate n = min(Poisson(2), 4); total | n ~ Normal(0, 3 sqrt n); y ~ Normal(total, 1)."""
+    from scipy import stats
+
+    prior = [stats.poisson.pmf(k, 2.0) for k in range(4)]
+    prior.append(1 - sum(prior))
+    like = [stats.norm.pdf(y, 0, math.sqrt(9 * n + 1)) for n in range(5)]
+    joint = np.array(prior) * np.array(like)
+    p_n = joint / joint.sum()
+    mean_total = sum(p_n[n] * y * 9 * n / (9 * n + 1) for n in range(5))
+    return p_n, mean_total
+
+
+@pytest.mark.parametrize("engine,run,options", [
+    ("importance", dict(num_traces=30000), {}),
+    ("lmh", dict(num_traces=40000), dict(burn_in=500, chains=2)),
+    ("rmh", dict(num_traces=40000), dict(burn_in=500, chains=2)),
+], ids=["importance", "lmh", "rmh"])
+def test_number_of_latents_depends_on_a_choice(engine, run, options):
+    """Trans-dimensional: wrong trace-size terms in MH bias P(n) visibly."""
+    y = 6.0
+    p_n, mean_total = exact_poisson_mixture(y)
+    post = et.infer(poisson_mixture_count, observe={"y": y}, engine=engine, seed=2, **run,
+                    **options)
+    assert len(post.trace_types) >= 4  # n = 1..4 latent means (n = 0 has ~1e-8 mass)
+    probs = post.marginal("clusters").probabilities()
+    ess = effective_size(post, "clusters")
+    for n in range(5):
+        p = p_n[n]
+        within(probs.get(n, 0.0), p, math.sqrt(p * (1 - p) / ess), f"{engine} P(n={n})")
+    total = post.marginal("total")
+    within(float(total.mean), mean_total, float(total.stddev) / math.sqrt(effective_size(post, "total")),
+           f"{engine} E[total]")
+
+
+def exact_weather(wet):
+    table = {}
+    for cloudy, pc in enumerate([0.6, 0.4]):
+        for rain, pr in enumerate([0.8, 0.2] if cloudy == 0 else [0.3, 0.7]):
+            pw = [0.9, 0.1] if rain == 0 else [0.2, 0.8]
+            table[(cloudy, rain)] = pc * pr * pw[wet]
+    z = sum(table.values())
+    return {k: v / z for k, v in table.items()}, z
+
+
+@pytest.mark.parametrize("engine", ["importance", "lmh", "rmh"])
+def test_discrete_model_by_enumeration(engine):
+    exact, evidence = exact_weather(1)
+    p_rain = exact[(0, 1)] + exact[(1, 1)]
+    p_cloudy = exact[(1, 0)] + exact[(1, 1)]
+    options = {} if engine == "importance" else dict(burn_in=200, chains=2)
+    post = et.infer(discrete_weather, observe={"wet": 1}, engine=engine, num_traces=20000,
+                    seed=3, **options)
+    for key, p in (("rain", p_rain), ("cloudy", p_cloudy)):
+        ess = effective_size(post, key)
+        within(post.marginal(key).probabilities().get(1, 0.0), p, math.sqrt(p * (1 - p) / ess),
+               f"{engine} P({key}=1)")
+    if engine == "importance":
+        n = post.num_traces
+        within(post.log_evidence, math.log(evidence), math.sqrt((n / post.ess - 1) / n),
+               "log evidence")
+
+
+@pytest.mark.parametrize("engine", ["importance", "lmh", "rmh"])
+def test_same_seed_same_posterior_bit_for_bit(engine, gaussian_obs):
+    runs = [et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine=engine,
+                     num_traces=500, seed=11) for _ in range(2)]
+    assert np.array_equal(runs[0].log_weights, runs[1].log_weights)
+    assert np.array_equal(runs[0].marginal("mu").values, runs[1].marginal("mu").values)
+    other = et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine=engine,
+                     num_traces=500, seed=12)
+    assert not np.array_equal(other.marginal("mu").values, runs[0].marginal("mu").values)
+
+
+def test_seed_is_recorded_when_not_given(gaussian_obs):
+    post = et.infer(gaussian_unknown_mean, observe=gaussian_obs, num_traces=50)
+    again = et.infer(gaussian_unknown_mean, observe=gaussian_obs, num_traces=50,
+                     seed=post.metadata["seed"])
+    assert np.array_equal(post.log_weights, again.log_weights)
+
+
+def test_mh_burn_in_thinning_chains_and_acceptance(gaussian_obs):
+    post = et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="rmh", num_traces=1001,
+                    seed=5, chains=3, burn_in=100, thinning=3)
+    assert post.num_traces == 1001
+    assert post.num_chains == 3
+    assert sorted(np.bincount(post.chain).tolist()) == [333, 334, 334]
+    assert 0.05 < post.metadata["acceptance_rate"] < 0.95
+    assert len(post.metadata["acceptance_rate_per_chain"]) == 3
+    assert post.r_hat("mu") < 1.1
+
+
+def test_unknown_observation_name_is_a_clear_error():
+    with pytest.raises(et.ObservationError, match=r"obs2.*obs0, obs1"):
+        et.infer(gaussian_unknown_mean, observe={"obs0": 8.0, "obs1": 9.0, "obs2": 1.0},
+                 num_traces=10, seed=0)
+
+
+def test_missing_observation_is_a_clear_error():
+    with pytest.raises(et.ObservationError, match=r"obs1.*has no value"):
+        et.infer(gaussian_unknown_mean, observe={"obs0": 8.0}, num_traces=10, seed=0)
+
+
+def test_nan_log_probability_is_a_clear_error():
+    def broken():
+        x = et.sample(et.Normal(0.0, 1.0), name="x")
+        et.factor(float("nan") if x > -10 else 0.0, name="bad")
+
+    with pytest.raises(et.NonFiniteLogProbError, match="bad"):
+        et.infer(broken, num_traces=5, seed=0)
+
+
+def test_impossible_observation_reports_zero_weight():
+    def model():
+        p = et.sample(et.Uniform(0.0, 1.0), name="p")
+        et.observe(et.Uniform(0.0, p), name="y")
+
+    post = et.infer(model, observe={"y": 2.0}, num_traces=20, seed=0)
+    with pytest.raises(ValueError, match="zero weight"):
+        post.marginal("p")
+
+
+def test_bad_engine_options_are_clear_errors(gaussian_obs):
+    with pytest.raises(ValueError, match="burn_in"):
+        et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="rmh", burn_in=-1)
+    with pytest.raises(ValueError, match="num_traces"):
+        et.infer(gaussian_unknown_mean, observe=gaussian_obs, num_traces=0)
+    with pytest.raises(et.PluginError, match="unknown engine 'mhh'.*rmh"):
+        et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="mhh")
