@@ -81,7 +81,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import cloudpickle
 import distributed
-from distributed.diagnostics.plugin import WorkerPlugin
+from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 from .executors import Executor, Task
 from .progress import Progress
@@ -188,19 +188,46 @@ def _ignore(n: int) -> None:
     pass
 
 
-def _attempts_on_scheduler(dask_scheduler: Any, keys: list, retries: int) -> list:
-    """``(key, lost, failed)`` for every key that was run more than once: ``lost`` attempts
-    died with their worker (``suspicious``), ``failed`` ones raised and were retried."""
-    out = []
-    for key in keys:
-        ts = dask_scheduler.tasks.get(key)
-        if ts is None:
-            continue
-        lost = int(ts.suspicious)
-        failed = max(int(retries) - int(ts.retries), 0)
-        if lost or failed:
-            out.append((key, lost, failed))
-    return out
+KEY_PREFIX = "etalumis-"
+
+
+class AttemptCounter(SchedulerPlugin):
+    """Counts, on the scheduler, how often each of the executor's tasks was started, and how
+    often an attempt ended by raising; a task started more than once was retried. Counting
+    transitions sees every rerun: a task lost with its worker while running or queued there,
+    one whose finished result was lost with its worker before the client fetched it, and one
+    retried after an exception."""
+
+    name = "etalumis-attempts"
+    idempotent = True
+
+    def __init__(self) -> None:
+        self.started: dict[str, int] = {}
+        self.failed: dict[str, int] = {}
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any,
+                   stimulus_id: str | None = None, **kwargs: Any) -> None:
+        if not (isinstance(key, str) and key.startswith(KEY_PREFIX)):
+            return
+        if finish == "processing":
+            self.started[key] = self.started.get(key, 0) + 1
+        elif start == "processing" and str(stimulus_id).startswith("task-erred"):
+            self.failed[key] = self.failed.get(key, 0) + 1
+
+    def pop(self, keys: Sequence[str]) -> list[tuple[str, int, int]]:
+        """``(key, attempts, failed)`` of the given keys that were started more than once,
+        forgetting all of them."""
+        out = []
+        for key in keys:
+            started = self.started.pop(key, 0)
+            failed = self.failed.pop(key, 0)
+            if started > 1:
+                out.append((key, started, failed))
+        return out
+
+
+def _pop_attempts(dask_scheduler: Any, keys: list) -> list:
+    return dask_scheduler.plugins[AttemptCounter.name].pop(keys)
 
 
 def _import(path: str) -> Any:
@@ -264,6 +291,7 @@ class DaskExecutor(Executor):
         self._owns_cluster = False
         self._owns_client = False
         self._num_workers: int | None = None
+        self._counting = False
         self._stats = {"tasks": 0, "retried_tasks": 0, "lost_attempts": 0, "failed_attempts": 0}
         # Connect now rather than in the first run, so that a run's timings (traces/s) do not
         # include starting the cluster.
@@ -304,6 +332,11 @@ class DaskExecutor(Executor):
                 self._client = distributed.Client(self.address)
             self._owns_client = True
             self._client.register_plugin(SimulatorCache(self.max_simulators), name=PLUGIN_NAME)
+            try:
+                self._client.register_plugin(AttemptCounter(), name=AttemptCounter.name)
+                self._counting = True
+            except Exception as error:   # e.g. a scheduler that refuses pickled plugins
+                log.warning("cannot count retried tasks on this scheduler: %s", error)
             if self.wait_for_workers:
                 self._client.wait_for_workers(self.wait_for_workers)
         except BaseException:
@@ -343,40 +376,44 @@ class DaskExecutor(Executor):
         token = hashlib.sha256(payload).hexdigest()[:16]
         run = uuid.uuid4().hex[:12]
         label = getattr(task, "__name__", "task").strip("_") or "task"
-        keys = [f"etalumis-{label}-{run}-{k}" for k in range(len(items))]
+        keys = [f"{KEY_PREFIX}{label}-{run}-{k}" for k in range(len(items))]
         position = {key: k for k, key in enumerate(keys)}
-        futures = client.map(_run_item, items, key=keys, pure=False, retries=self.retries,
-                             task=task, token=token, payload=payload)
+        pending = {future.key: future for future in
+                   client.map(_run_item, items, key=keys, pure=False, retries=self.retries,
+                              task=task, token=token, payload=payload)}
         results: list = [None] * len(items)
         try:
-            for future in distributed.as_completed(futures):
+            for future in distributed.as_completed(list(pending.values())):
                 k = position[future.key]
                 results[k] = future.result()
+                # Released at once: a worker lost later must not make the scheduler recompute
+                # results the client already has (and the worker's memory is freed).
+                del pending[future.key]
                 if progress is not None:
                     progress.update(weights[k])
-            self._count_retries(client, keys)
         except BaseException:
-            client.cancel(futures)
+            client.cancel(list(pending.values()))
             raise
         finally:
-            del futures
+            pending.clear()
+            self._count_retries(client, keys)
         self._stats["tasks"] += len(items)
         return results
 
     def _count_retries(self, client: distributed.Client, keys: list[str]) -> None:
-        # Asked while the client still holds the futures, so the scheduler still knows them.
+        if not self._counting:
+            return
         try:
-            attempts = client.run_on_scheduler(_attempts_on_scheduler, keys=keys,
-                                               retries=self.retries)
+            attempts = client.run_on_scheduler(_pop_attempts, keys=keys)
         except Exception as error:   # e.g. a scheduler that refuses run_on_scheduler
             log.warning("could not ask the scheduler which tasks were retried: %s", error)
             return
-        for key, lost, failed in attempts:
+        for key, started, failed in attempts:
             self._stats["retried_tasks"] += 1
-            self._stats["lost_attempts"] += lost
             self._stats["failed_attempts"] += failed
-            log.warning("task %s was run again: %d attempt(s) lost with a worker, %d failed",
-                        key, lost, failed)
+            self._stats["lost_attempts"] += started - 1 - failed
+            log.warning("task %s was started %d times (%d attempt(s) raised, %d lost with a "
+                        "worker)", key, started, failed, started - 1 - failed)
 
     def stats(self) -> dict:
         """Counters over the executor's life: ``tasks`` run, ``retried_tasks`` (tasks run more

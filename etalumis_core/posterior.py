@@ -417,9 +417,13 @@ class Posterior:
                                "num_chains": self.num_chains, "variables": {}}
         if self.metadata.get("engine") in ("importance", "ic"):
             out["log_evidence"] = self.log_evidence
+        mcmc = bool(self.metadata.get("mcmc"))
         for key in self.names()[:max_variables]:
             try:
-                out["variables"][key] = self.marginal(key).summary()
+                out["variables"][key] = summary = self.marginal(key).summary()
+                if mcmc and "quantiles" in summary:
+                    # Draws along a chain are correlated: Kish's ESS would count every draw.
+                    summary["ess"] = self.mcmc_ess(key)
             except ValueError as error:
                 out["variables"][key] = {"error": str(error)}
         return out

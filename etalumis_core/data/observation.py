@@ -51,8 +51,9 @@ def save_observation(path: str | os.PathLike, observations: dict[str, Any],
     with atomic_h5(path) as f:
         f.attrs["format"] = np.bytes_(FORMAT.encode())
         for i, name in enumerate(names):
-            f.create_dataset(f"observations/{i}", data=np.asarray(observations[name], dtype=np.float64),
-                             compression="gzip")
+            value = np.asarray(observations[name], dtype=np.float64)
+            f.create_dataset(f"observations/{i}", data=value,
+                             compression="gzip" if value.size > 1 else None)
         write_json(f, "meta", {"names": names, "truth": truth, "metadata": metadata or {}})
 
 

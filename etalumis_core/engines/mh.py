@@ -124,7 +124,7 @@ class LightweightMH(Engine):
             parts = executor.map(_run_chain, items, simulator, bar, weights=steps)
         posterior = Posterior.concat(parts)
         accepted = [p.metadata["acceptance_rate"] for p in parts]
-        posterior.metadata = {"acceptance_rate": float(np.mean(accepted)),
+        posterior.metadata = {"mcmc": True, "acceptance_rate": float(np.mean(accepted)),
                               "acceptance_rate_per_chain": accepted}
         if len(parts) > 1:
             posterior.metadata["r_hat"] = _r_hats(posterior)

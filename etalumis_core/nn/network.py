@@ -1,0 +1,360 @@
+"""The proposal network of inference compilation (an LSTM over the controlled addresses).
+
+At step ``t`` of a trace the LSTM reads the observation embedding, an embedding of the value
+sampled at step ``t-1`` (one small layer per address, since values differ in type and scale), a
+learned embedding of the address about to be sampled and of its distribution type; a head of
+that address turns the LSTM output into a proposal (see :mod:`etalumis_core.nn.heads`).
+
+Per-address layers are created when an address is first met (or all at once from a pre-scan of a
+dataset, which every rank of a distributed run must do so that all ranks hold the same layers).
+They are keyed by the address's integer id in the network's address dictionary: addresses are
+long strings with dots, which ``ModuleDict`` keys cannot hold.
+
+Files: :meth:`ProposalNetwork.save` writes ``torch.save({"header": <JSON text>, "state_dict":
+...})``; :meth:`ProposalNetwork.load` reads it with ``weights_only=True`` and rebuilds the layers
+from the header before loading the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.records import DIST_IDS, DIST_NAMES, Batch, SubBatch, family_of, prior_stats, support_size
+from ..errors import EtalumisError
+from .heads import ProposalHead, make_head
+
+log = logging.getLogger(__name__)
+
+FORMAT = "etalumis-proposal-network"
+FORMAT_VERSION = 1
+
+# A site: (address, distribution name, family, element count, support size).
+Site = tuple[str, str, str, int, int]
+
+
+def embedding_factory(name: str, plugins: Any = None) -> Callable[..., nn.Module]:
+    """The observation-embedding factory registered under ``name``."""
+    if name == "feedforward" and plugins is None:
+        from .embeddings import feedforward
+
+        return feedforward
+    if plugins is None:
+        from ..plugins import load_plugins
+
+        plugins = load_plugins()
+    return plugins.proposals.get(name).factory
+
+
+class ProposalNetwork(nn.Module):
+    """Observation embedding + address/distribution/previous-sample embeddings + LSTM + heads.
+
+    Parameters
+    ----------
+    observation_shapes:
+        Observation name -> shape: the network's inputs.
+    simulator:
+        Name of the simulator the network is for (checked when inference loads it).
+    embedding:
+        Registry name of the observation-embedding architecture (``feedforward`` built in).
+    embedding_options:
+        Keyword options of that architecture's factory.
+    normalize_observations:
+        Standardise each observation by a mean and stddev fitted on the first training batch.
+    """
+
+    def __init__(self, observation_shapes: Mapping[str, Sequence[int]], simulator: str | None = None,
+                 embedding: str = "feedforward", embedding_options: Mapping[str, Any] | None = None,
+                 embedding_dim: int = 64, lstm_dim: int = 128, lstm_depth: int = 1,
+                 address_embedding_dim: int = 16, sample_embedding_dim: int = 8,
+                 distribution_embedding_dim: int = 4, head_hidden_dim: int = 64,
+                 mixture_components: int = 5, normalize_observations: bool = True,
+                 plugins: Any = None) -> None:
+        super().__init__()
+        self.observation_shapes = {k: tuple(int(d) for d in v)
+                                   for k, v in sorted(observation_shapes.items())}
+        self.simulator = simulator
+        self.config = dict(embedding=embedding, embedding_options=dict(embedding_options or {}),
+                           embedding_dim=int(embedding_dim), lstm_dim=int(lstm_dim),
+                           lstm_depth=int(lstm_depth),
+                           address_embedding_dim=int(address_embedding_dim),
+                           sample_embedding_dim=int(sample_embedding_dim),
+                           distribution_embedding_dim=int(distribution_embedding_dim),
+                           head_hidden_dim=int(head_hidden_dim),
+                           mixture_components=int(mixture_components),
+                           normalize_observations=bool(normalize_observations))
+        factory = embedding_factory(embedding, plugins)
+        self.observation_embedding = factory(observation_shapes=self.observation_shapes,
+                                             embedding_dim=int(embedding_dim),
+                                             **self.config["embedding_options"])
+        self.distribution_embedding = nn.Embedding(len(DIST_NAMES) + 1, distribution_embedding_dim)
+        self.lstm_input_dim = (embedding_dim + sample_embedding_dim + address_embedding_dim
+                               + distribution_embedding_dim)
+        self.lstm = nn.LSTM(self.lstm_input_dim, lstm_dim, lstm_depth)
+        self.address_embeddings = nn.ParameterDict()
+        self.sample_embeddings = nn.ModuleDict()
+        self.heads = nn.ModuleDict()
+        self.sites: list[Site] = []
+        self.address_ids: dict[str, int] = {}
+        n = len(self.observation_shapes)
+        self.register_buffer("observation_mean", torch.zeros(n))
+        self.register_buffer("observation_std", torch.ones(n))
+        self.register_buffer("normalizer_ready", torch.zeros((), dtype=torch.bool))
+        self.traces_trained = 0
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def for_simulator(cls, simulator: Any, seed: int = 0, **options: Any) -> "ProposalNetwork":
+        """A network whose inputs are the simulator's observations (its declared shapes, or
+        those of one forward run when it declares none)."""
+        from ..api import simulate
+        from ..simulator import SimulatorSpec, as_simulator
+
+        sim = simulator.build() if isinstance(simulator, SimulatorSpec) else as_simulator(simulator)
+        shapes = dict(getattr(sim, "observations", {}) or {})
+        if not shapes:
+            from ..data.records import record_from_trace
+
+            shapes = {k: np.shape(v) for k, v in
+                      record_from_trace(simulate(sim, seed)).observations.items()}
+        return cls(shapes, simulator=getattr(simulator, "name", sim.name), **options)
+
+    @classmethod
+    def for_dataset(cls, dataset: Any, **options: Any) -> "ProposalNetwork":
+        """A network for a :class:`~etalumis_core.data.TraceDataset`, pre-scanned: every
+        address of the dataset has its layers before training starts."""
+        network = cls(dataset.observation_shapes, simulator=dataset.simulator, **options)
+        network.prescan(dataset)
+        return network
+
+    def prescan(self, source: Any) -> list[nn.Parameter]:
+        """Create the layers of every address of a dataset (its merged address dictionary, in
+        sorted order), a :class:`Batch`, or an iterable of traces."""
+        if hasattr(source, "addresses") and isinstance(source.addresses, dict):
+            sites = [(a, *info) for a, info in sorted(source.addresses.items())]
+        elif isinstance(source, Batch):
+            sites = [(a, *info) for a, info in source.sites().items()]
+        else:
+            seen: dict[str, Site] = {}
+            for trace in source:
+                for v in trace.samples(controlled_only=True):
+                    size = max(int(np.size(v.value)), 1)
+                    k = support_size(v.distribution)
+                    old = seen.get(v.address)
+                    if old is None or k > old[4]:
+                        seen[v.address] = (v.address, v.distribution.name,
+                                           family_of(v.distribution), size, k)
+            sites = list(seen.values())
+        return self.ensure_sites(sites)
+
+    def ensure_sites(self, sites: Iterable[Sequence[Any]]) -> list[nn.Parameter]:
+        """Create layers for addresses not seen before; return the new parameters (for the
+        optimizer's new parameter group). An address keeps its layers for good."""
+        new: list[nn.Parameter] = []
+        cfg = self.config
+        for address, dist_name, family, size, k in sites:
+            known = self.address_ids.get(address)
+            if known is not None:
+                old = self.sites[known]
+                if family == "finite" and k > old[4]:
+                    raise EtalumisError(
+                        f"address {address!r} now has {k} possible values but its proposal "
+                        f"layer was built for {old[4]}: pre-scan the training data (a dataset, "
+                        f"or Trainer(prescan_traces=...)) so that layers are built for the "
+                        f"largest support")
+                continue
+            i = len(self.sites)
+            key = f"a{i}"
+            self.address_ids[address] = i
+            self.sites.append((address, dist_name, family, int(size), int(k)))
+            emb = nn.Parameter(torch.randn(cfg["address_embedding_dim"]) * 0.1)
+            head = make_head(family, cfg["lstm_dim"], int(size), cfg["head_hidden_dim"],
+                             cfg["mixture_components"], int(k))
+            sample = nn.Linear(head.feature_dim, cfg["sample_embedding_dim"])
+            self.address_embeddings[key] = emb
+            self.heads[key] = head
+            self.sample_embeddings[key] = sample
+            new += [emb, *head.parameters(), *sample.parameters()]
+        return new
+
+    def site_parameter_names(self, address: str) -> list[str]:
+        key = f"a{self.address_ids[address]}"
+        return ([f"address_embeddings.{key}"]
+                + [f"heads.{key}.{n}" for n, _ in self.heads[key].named_parameters()]
+                + [f"sample_embeddings.{key}.{n}" for n, _ in
+                   self.sample_embeddings[key].named_parameters()])
+
+    # -- observations --------------------------------------------------------------------------
+    def fit_normalizer(self, batch: Batch) -> None:
+        """Fix each observation's mean and stddev (scalars, over every element) from a batch."""
+        names = list(self.observation_shapes)
+        means, stds = [], []
+        for n in names:
+            x = np.concatenate([sb.observations[n].reshape(-1) for sb in batch.sub_batches])
+            means.append(float(x.mean()) if x.size else 0.0)
+            s = float(x.std()) if x.size else 1.0
+            stds.append(s if s > 1e-8 else 1.0)
+        self.observation_mean.copy_(torch.tensor(means))
+        self.observation_std.copy_(torch.tensor(stds))
+        self.normalizer_ready.fill_(True)
+
+    def embed_observations(self, observations: Mapping[str, Any]) -> torch.Tensor:
+        """``(b, embedding_dim)`` from ``name -> array (b, *shape)``."""
+        tensors = {}
+        normalize = self.config["normalize_observations"]
+        for j, (n, shape) in enumerate(self.observation_shapes.items()):
+            x = torch.as_tensor(np.asarray(observations[n], dtype=np.float32))
+            x = x.reshape(-1, *shape)
+            if normalize:
+                x = (x - self.observation_mean[j]) / self.observation_std[j]
+            tensors[n] = x
+        return self.observation_embedding(tensors)
+
+    # -- training ------------------------------------------------------------------------------
+    def sub_batch_log_prob(self, sb: SubBatch, embedding: torch.Tensor) -> torch.Tensor:
+        """Log proposal density of each trace of a sub-batch, summed over its steps: (b,).
+        One LSTM pass over the sub-batch's control-flow path."""
+        b, steps = sb.size, len(sb.trace_type)
+        if steps == 0:
+            return torch.zeros(b)
+        cfg = self.config
+        keys = [f"a{self.address_ids[a]}" for a in sb.trace_type]
+        values = [torch.from_numpy(v).float() for v in sb.values]
+        stats = [torch.from_numpy(s).float() for s in sb.stats]
+        prev = [torch.zeros(b, cfg["sample_embedding_dim"])]
+        for t in range(steps - 1):
+            head = self.heads[keys[t]]
+            prev.append(self.sample_embeddings[keys[t]](head.features(values[t], stats[t])))
+        address = torch.stack([self.address_embeddings[k] for k in keys])
+        dist_ids = torch.tensor([DIST_IDS.get(d, len(DIST_NAMES)) for d in sb.dist_names])
+        dist = self.distribution_embedding(dist_ids)
+        x = torch.cat([embedding.unsqueeze(0).expand(steps, b, -1), torch.stack(prev),
+                       address.unsqueeze(1).expand(steps, b, -1),
+                       dist.unsqueeze(1).expand(steps, b, -1)], dim=-1)
+        out, _ = self.lstm(x)
+        total = torch.zeros(b)
+        for t in range(steps):
+            head = self.heads[keys[t]]
+            total = total + head.log_prob(head(out[t]), values[t], stats[t])
+        return total
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Mean over the batch's traces of minus the log proposal density of their samples."""
+        if not batch.sub_batches:
+            raise ValueError("empty batch")
+        names = list(self.observation_shapes)
+        obs = {n: np.concatenate([sb.observations[n] for sb in batch.sub_batches]) for n in names}
+        embedding = self.embed_observations(obs)
+        total = torch.zeros(())
+        start = 0
+        for sb in batch.sub_batches:
+            lp = self.sub_batch_log_prob(sb, embedding[start:start + sb.size])
+            total = total - lp.sum()
+            start += sb.size
+        return total / batch.size
+
+    # -- inference -----------------------------------------------------------------------------
+    def initial_state(self, embedding: torch.Tensor) -> dict:
+        h = torch.zeros(self.config["lstm_depth"], 1, self.config["lstm_dim"])
+        return {"embedding": embedding, "hc": (h, h.clone()),
+                "prev": torch.zeros(1, self.config["sample_embedding_dim"])}
+
+    def propose(self, state: dict, address: str, distribution: Any, shape: tuple) -> Any:
+        """The proposal at ``address`` for one trace, advancing ``state``; None when the
+        network has no (fitting) layers for the address (the caller falls back to the prior)."""
+        i = self.address_ids.get(address)
+        if i is None:
+            return None
+        _, _, family, size, k = self.sites[i]
+        n = max(int(np.prod(shape)), 1) if shape else 1
+        if n != size or family != family_of(distribution) or (
+                family == "finite" and support_size(distribution) > k):
+            return None
+        key = f"a{i}"
+        dist = self.distribution_embedding.weight[DIST_IDS.get(distribution.name, len(DIST_NAMES))]
+        x = torch.cat([state["embedding"], state["prev"], self.address_embeddings[key][None],
+                       dist[None]], dim=-1)
+        out, state["hc"] = self.lstm(x[None], state["hc"])
+        head: ProposalHead = self.heads[key]
+        stats = prior_stats(distribution, size)
+        state["key"], state["stats"] = key, stats
+        return head.distribution(head(out[0]), stats, tuple(shape))
+
+    def observe_value(self, state: dict, value: Any) -> None:
+        """Feed the value just sampled (after :meth:`propose`) to the next step."""
+        key = state.pop("key", None)
+        if key is None:
+            state["prev"] = torch.zeros(1, self.config["sample_embedding_dim"])
+            return
+        stats = torch.from_numpy(state.pop("stats")).float()[None]
+        v = torch.as_tensor(np.asarray(value, dtype=np.float32).reshape(1, -1))
+        state["prev"] = self.sample_embeddings[key](self.heads[key].features(v, stats))
+
+    def skip(self, state: dict) -> None:
+        """An address the network does not know: no input from it to the next step."""
+        state.pop("key", None)
+        state.pop("stats", None)
+        state["prev"] = torch.zeros(1, self.config["sample_embedding_dim"])
+
+    # -- files ---------------------------------------------------------------------------------
+    def header(self) -> dict:
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "simulator": self.simulator,
+                "observation_shapes": {k: list(v) for k, v in self.observation_shapes.items()},
+                "config": self.config, "sites": [list(s) for s in self.sites],
+                "traces_trained": self.traces_trained}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the network (atomically): weights plus a JSON header naming the simulator."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        torch.save({"header": json.dumps(self.header()), "state_dict": self.state_dict()}, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def from_header(cls, header: Mapping[str, Any], plugins: Any = None) -> "ProposalNetwork":
+        if header.get("format") != FORMAT:
+            raise EtalumisError(f"not a proposal network (format {header.get('format')!r})")
+        network = cls(header["observation_shapes"], simulator=header.get("simulator"),
+                      plugins=plugins, **header["config"])
+        network.ensure_sites([tuple(s) for s in header["sites"]])
+        network.traces_trained = int(header.get("traces_trained", 0))
+        return network
+
+    def load_weights(self, header: Mapping[str, Any], state_dict: Mapping[str, Any]) -> None:
+        """Grow to the header's sites (in their order) and load weights."""
+        self.ensure_sites([tuple(s) for s in header["sites"]])
+        self.load_state_dict(state_dict)
+        self.traces_trained = int(header.get("traces_trained", 0))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, simulator: str | None = None,
+             plugins: Any = None) -> "ProposalNetwork":
+        """Read a network file; with ``simulator``, check that it was trained for it."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such network file")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            header = json.loads(data["header"])
+        except Exception as error:
+            raise EtalumisError(f"{path} is not a proposal network file ({error})") from None
+        if simulator is not None and header.get("simulator") not in (None, simulator):
+            raise EtalumisError(f"network {path} was trained for simulator "
+                                f"{header.get('simulator')!r}, not {simulator!r}; train a "
+                                f"network for {simulator!r} or pass the matching simulator")
+        network = cls.from_header(header, plugins)
+        network.load_state_dict(data["state_dict"])
+        network.eval()
+        return network
+
+    def __repr__(self) -> str:
+        return (f"ProposalNetwork(simulator={self.simulator!r}, {len(self.sites)} addresses, "
+                f"{sum(p.numel() for p in self.parameters())} parameters)")

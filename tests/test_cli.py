@@ -1,0 +1,74 @@
+"""The etalumis command as a user runs it: real processes, real output directories."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+
+import etalumis_core as et
+
+ETALUMIS = [sys.executable, "-m", "etalumis_core.app.cli"]
+
+
+def run(args, cwd, check=True):
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    out = subprocess.run(ETALUMIS + args, cwd=cwd, capture_output=True, text=True, env=env,
+                         timeout=300)
+    if check and out.returncode != 0:
+        raise AssertionError(f"etalumis {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def test_plugins_prints_json(tmp_path):
+    info = json.loads(run(["plugins"], tmp_path).stdout)
+    assert "gaussian" in info["etalumis_core"]["simulators"]
+    assert info["etalumis_core"]["version"]
+
+
+def test_multirun_over_two_engines(tmp_path):
+    run(["-m", "simulator=gaussian", "engine=importance,rmh", "num_traces=300",
+         "hydra.sweep.dir=sweep"], tmp_path)
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(jobs) == 2
+    engines = set()
+    for job in jobs:
+        summary = json.loads((job / "summary.json").read_text())
+        engines.add(summary["engine"])
+        assert summary["num_traces"] == 300
+        mu = summary["latents"]["mu"]
+        assert abs(mu["mean"] - 7.25) < 4 * 0.912871 / mu["ess"] ** 0.5
+        for plot in ("marginals.png", "trace_types.png", "address_graph.png"):
+            assert (job / plot).stat().st_size > 1000
+        post = et.Posterior.load(job / "posterior.h5")
+        assert post.num_traces == 300
+    assert engines == {"importance", "rmh"}
+
+
+def test_simulate_then_infer_from_the_observation_file(tmp_path):
+    run(["simulate", "simulator=poisson_mixture", "seed=4", "num_traces=20",
+         "hydra.run.dir=sim"], tmp_path)
+    observation = tmp_path / "sim" / "observation.h5"
+    with h5py.File(observation) as f:
+        assert f.attrs["format"] == b"etalumis-observation"
+    truth = json.loads((tmp_path / "sim" / "summary.json").read_text())["truth"]
+    assert set(truth) >= {"n", "clusters", "total"}
+    assert et.Posterior.load(tmp_path / "sim" / "prior.h5").num_traces == 20
+    run(["simulator=poisson_mixture", "engine=importance", f"observation={observation}",
+         "num_traces=500", "hydra.run.dir=inf"], tmp_path)
+    summary = json.loads((tmp_path / "inf" / "summary.json").read_text())
+    assert summary["truth"]["total"] == truth["total"]
+    assert summary["observation"] == str(observation)
+    assert summary["num_trace_types"] >= 2
+
+
+def test_typo_in_a_config_name_lists_the_valid_names(tmp_path):
+    out = run(["simulator=gausian"], tmp_path, check=False)
+    assert out.returncode == 2
+    assert "unknown simulator 'gausian'" in out.stderr
+    assert "gaussian (from etalumis_core)" in out.stderr
+    out = run(["engine=mhh", "simulator=gaussian"], tmp_path, check=False)
+    assert out.returncode == 2 and "rmh (from etalumis_core)" in out.stderr
