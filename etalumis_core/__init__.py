@@ -19,6 +19,7 @@ from .distributions import (Bernoulli, Beta, Binomial, Categorical, Distribution
                             Gamma, LogNormal, Mixture, Normal, Poisson, TruncatedNormal, Uniform,
                             Weibull)
 from .engines import Engine, ImportanceSampling, LightweightMH, RandomWalkMH
+from .engines.ic import InferenceCompilation
 from .errors import (ConfigError, EtalumisError, NonFiniteLogProbError, ObservationError,
                      PluginError, ProtocolError, SimulatorError)
 from .executors import Executor, ProcessPoolExecutor, SerialExecutor
@@ -36,7 +37,8 @@ __all__ = [
     "sample", "observe", "tag", "factor", "seed_forward",
     "Simulator", "PythonSimulator", "SimulatorSpec", "run_trace", "Controller",
     "Trace", "Variable", "Posterior", "PosteriorBuilder", "Marginal",
-    "Engine", "ImportanceSampling", "LightweightMH", "RandomWalkMH",
+    "Engine", "ImportanceSampling", "LightweightMH", "RandomWalkMH", "InferenceCompilation",
+    "generate_dataset", "TraceDataset", "ProposalNetwork", "Trainer",
     "Executor", "SerialExecutor", "ProcessPoolExecutor",
     "hookimpl", "make_plugin_manager", "load_plugins", "Plugins",
     "Distribution", "Normal", "Uniform", "Categorical", "Poisson", "Bernoulli", "Beta",
@@ -44,3 +46,20 @@ __all__ = [
     "EtalumisError", "ObservationError", "NonFiniteLogProbError", "SimulatorError",
     "ProtocolError", "PluginError", "ConfigError",
 ]
+
+# Loaded on first use: h5py and torch cost noticeable import time.
+_LAZY = {"generate_dataset": ("etalumis_core.data.dataset", "generate_dataset"),
+         "TraceDataset": ("etalumis_core.data.dataset", "TraceDataset"),
+         "ProposalNetwork": ("etalumis_core.nn.network", "ProposalNetwork"),
+         "Trainer": ("etalumis_core.nn.train", "Trainer")}
+
+
+def __getattr__(name: str):
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'etalumis_core' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(target[0]), target[1])
+    globals()[name] = value
+    return value

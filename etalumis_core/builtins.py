@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import models
+from .engines.ic import InferenceCompilation
 from .engines.importance import ImportanceSampling
 from .errors import PluginError
 from .engines.mh import LightweightMH, RandomWalkMH
@@ -25,6 +26,32 @@ def etalumis_register_engines(register):
     register("importance", ImportanceSampling, description="importance sampling from the prior")
     register("lmh", LightweightMH, description="lightweight single-site Metropolis-Hastings")
     register("rmh", RandomWalkMH, description="random-walk single-site Metropolis-Hastings")
+    register("ic", InferenceCompilation,
+             description="inference compilation: importance sampling with a trained network")
+
+
+def _feedforward(**options):
+    # torch is imported only when a network is built.
+    from .nn.embeddings import feedforward
+
+    return feedforward(**options)
+
+
+def _single_trainer(**options):
+    from .nn.train import Trainer
+
+    return Trainer(**options)
+
+
+@hookimpl
+def etalumis_register_proposals(register):
+    register("feedforward", _feedforward,
+             description="observations flattened into a multilayer perceptron (the default)")
+
+
+@hookimpl
+def etalumis_register_trainers(register):
+    register("single", _single_trainer, description="single-process training (online or dataset)")
 
 
 @hookimpl

@@ -383,14 +383,18 @@ class DaskExecutor(Executor):
                               task=task, token=token, payload=payload)}
         results: list = [None] * len(items)
         try:
-            for future in distributed.as_completed(list(pending.values())):
-                k = position[future.key]
-                results[k] = future.result()
-                # Released at once: a worker lost later must not make the scheduler recompute
-                # results the client already has (and the worker's memory is freed).
-                del pending[future.key]
-                if progress is not None:
-                    progress.update(weights[k])
+            # Gathered in batches of whatever finished meanwhile: one round trip per batch
+            # rather than per future, which would cost milliseconds per small task.
+            for batch in distributed.as_completed(list(pending.values())).batches():
+                for future, result in zip(batch, client.gather(batch)):
+                    k = position[future.key]
+                    results[k] = result
+                    # Released at once: a worker lost later must not make the scheduler
+                    # recompute results the client already has (and frees its memory).
+                    del pending[future.key]
+                    if progress is not None:
+                        progress.update(weights[k])
+                del batch
         except BaseException:
             client.cancel(list(pending.values()))
             raise

@@ -31,6 +31,13 @@ DEFAULTS = {
 }
 
 
+def searchpath_override(plugins: Any) -> str:
+    """The one bridge from the ``etalumis_config_paths`` hook to Hydra: every registered
+    config directory joins the search path, so an installed plugin's options are selectable."""
+    paths = [path for _, path in plugins.config_paths]
+    return f"hydra.searchpath=[{','.join(paths)}]"
+
+
 def check_selections(command: str, overrides: list[str], plugins: Any) -> None:
     """Fail early, with the installed options and their plugins, on an unknown name."""
     chosen = dict(DEFAULTS[command])
@@ -59,6 +66,7 @@ def _job(command: str) -> Callable[[Any], Any]:
 
         output_dir = HydraConfig.get().runtime.output_dir
         logging.getLogger().setLevel(cfg.get("log_level", "INFO"))
+        logging.getLogger("matplotlib").setLevel(logging.WARNING)
         return getattr(jobs, f"{command}_from_config")(cfg, output_dir)
 
     run.__name__ = f"etalumis_{command}"
@@ -80,14 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help") and len(argv) == 1:
         print(__doc__)
     try:
-        check_selections(command, [a for a in argv if not a.startswith("-")], load_plugins())
+        plugins = load_plugins()
+        check_selections(command, [a for a in argv if not a.startswith("-")], plugins)
     except EtalumisError as error:
         print(f"etalumis {command}: error: {error}", file=sys.stderr)
         return 2
 
     import hydra
 
-    sys.argv = [f"etalumis {command}", *argv]
+    sys.argv = [f"etalumis {command}", *argv, searchpath_override(plugins)]
     hydra.main(version_base="1.3", config_path="pkg://etalumis_core.conf",
                config_name=command)(_job(command))()
     return 0

@@ -83,7 +83,11 @@ def run_inference(simulator: SimulatorSpec, engine: Engine, executor: Executor,
         "latents": posterior.summary()["variables"],
         **(extra or {}),
     }
-    if meta.get("engine") in ("importance", "ic"):
+    if meta.get("mcmc"):
+        # Kish's ESS counts every MCMC draw; report the autocorrelation-based one instead.
+        per_latent = [v["ess"] for v in summary["latents"].values() if "quantiles" in v]
+        summary["ess"] = min(per_latent) if per_latent else None
+    else:
         summary["log_evidence"] = posterior.log_evidence
     truth_dict = truth.values_by_name() if truth is not None else None
     if truth_dict is not None:
@@ -98,7 +102,10 @@ def run_inference(simulator: SimulatorSpec, engine: Engine, executor: Executor,
             sim.close()
         if report:
             summary["report"] = report
-            summary["plots"] += [os.path.basename(p) for p in report.get("plots", [])]
+            extra_plots = report.get("plots", [])
+            if isinstance(extra_plots, dict):
+                extra_plots = list(extra_plots.values())
+            summary["plots"] += [os.path.basename(p) for p in extra_plots]
     write_json(os.path.join(output_dir, "summary.json"), summary)
     return summary
 
@@ -139,8 +146,9 @@ def infer_from_config(cfg: Any, output_dir: str) -> dict:
 
 
 def _announce(output_dir: str, summary: dict) -> None:
+    ess = summary.get("ess")
     line = (f"{summary.get('engine')}: {summary.get('num_traces')} traces, "
-            f"ESS {summary.get('ess', float('nan')):.1f}")
+            f"ESS {ess if ess is None else round(ess, 1)}")
     if "acceptance_rate" in summary:
         line += f", acceptance {summary['acceptance_rate']:.2f}"
     print(line)

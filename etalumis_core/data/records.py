@@ -43,6 +43,15 @@ def family_of(distribution: Any) -> str:
 def prior_stats(distribution: Any, size: int) -> np.ndarray:
     """``(size, 4)`` float64: mean, stddev, low, high of each element (0 where undefined;
     non-finite moments replaced by 0 and 1 so that heads can always normalise by them)."""
+    if size == 1 and distribution.batch_shape == ():
+        # The common case, kept off numpy's slower paths (this runs for every sample).
+        mean, std = distribution.mean, distribution.stddev
+        support = distribution.support
+        low = 0.0 if support.low is None else float(support.low)
+        high = 0.0 if support.high is None else float(support.high)
+        mean = float(mean) if math.isfinite(mean) else 0.0
+        std = float(std) if math.isfinite(std) and std > 0 else 1.0
+        return np.array([[mean, std, low, high]])
     out = np.zeros((size, NUM_STATS))
     with np.errstate(all="ignore"):
         mean = np.asarray(distribution.mean, dtype=np.float64).ravel()

@@ -92,13 +92,16 @@ class ProposalHead(nn.Module):
         """Log proposal density of ``value`` (b, size), summed over elements: (b,)."""
         raise NotImplementedError
 
-    def element_distributions(self, raw: np.ndarray, stats: np.ndarray) -> list[D.Distribution]:
+    def element_distributions(self, raw: np.ndarray, stats: np.ndarray,
+                              prior: Any = None) -> list[D.Distribution]:
         """Numpy proposals of each element from ``raw`` (size, num_params) float64."""
         raise NotImplementedError
 
-    def distribution(self, raw: torch.Tensor, stats: np.ndarray, shape: tuple) -> Any:
-        """The proposal of one trace's site: ``raw`` (1, size, P), ``stats`` (size, 4)."""
-        elements = self.element_distributions(raw[0].detach().double().numpy(), stats)
+    def distribution(self, raw: torch.Tensor, stats: np.ndarray, shape: tuple,
+                     prior: Any = None) -> Any:
+        """The proposal of one trace's site: ``raw`` (1, size, P), ``stats`` (size, 4); with
+        ``prior``, values the prior rules out get no proposal mass."""
+        elements = self.element_distributions(raw[0].detach().double().numpy(), stats, prior)
         if shape == () and len(elements) == 1:
             return elements[0]
         return ProposalDistribution(elements, shape)
@@ -143,7 +146,8 @@ class NormalMixtureHead(_MixtureHead):
         lp = torch.logsumexp(log_w + _normal_log_density(z) - log_scale, -1) - torch.log(s0[..., 0])
         return lp.sum(-1)
 
-    def element_distributions(self, raw: np.ndarray, stats: np.ndarray) -> list[D.Distribution]:
+    def element_distributions(self, raw: np.ndarray, stats: np.ndarray,
+                              prior: Any = None) -> list[D.Distribution]:
         out = []
         for e in range(self.size):
             logits, loc, log_scale = self._split(raw[e])
@@ -182,7 +186,8 @@ class TruncatedNormalMixtureHead(_MixtureHead):
         lp = torch.where(inside[..., 0], lp, torch.full_like(lp, -math.inf))
         return lp.sum(-1)
 
-    def element_distributions(self, raw: np.ndarray, stats: np.ndarray) -> list[D.Distribution]:
+    def element_distributions(self, raw: np.ndarray, stats: np.ndarray,
+                              prior: Any = None) -> list[D.Distribution]:
         out = []
         for e in range(self.size):
             logits, loc, log_scale = self._split(raw[e])
@@ -225,7 +230,8 @@ class LogNormalMixtureHead(_MixtureHead):
         lp = torch.where(positive, lp, torch.full_like(lp, -math.inf))
         return lp.sum(-1)
 
-    def element_distributions(self, raw: np.ndarray, stats: np.ndarray) -> list[D.Distribution]:
+    def element_distributions(self, raw: np.ndarray, stats: np.ndarray,
+                              prior: Any = None) -> list[D.Distribution]:
         mu0, sigma0 = _log_space(stats, np)
         out = []
         for e in range(self.size):
@@ -272,7 +278,8 @@ class PoissonMixtureHead(ProposalHead):
         lp = torch.where(valid, lp, torch.full_like(lp, -math.inf))
         return lp.sum(-1)
 
-    def element_distributions(self, raw: np.ndarray, stats: np.ndarray) -> list[D.Distribution]:
+    def element_distributions(self, raw: np.ndarray, stats: np.ndarray,
+                              prior: Any = None) -> list[D.Distribution]:
         logits, rate = self._rates(raw, stats, np)
         return [D.Mixture([D.Poisson(float(r)) for r in rate[e]], _softmax(logits[e]))
                 for e in range(self.size)]
@@ -310,13 +317,20 @@ class CategoricalHead(ProposalHead):
         lp = torch.where(valid, lp, torch.full_like(lp, -math.inf))
         return lp.sum(-1)
 
-    def element_distributions(self, raw: np.ndarray, stats: np.ndarray) -> list[D.Distribution]:
+    def element_distributions(self, raw: np.ndarray, stats: np.ndarray,
+                              prior: Any = None) -> list[D.Distribution]:
         masked = self._masked(raw, stats, np)
         out = []
         for e in range(self.size):
             n = int(stats[e, STAT_HIGH] - stats[e, STAT_LOW]) + 1
-            probs = _softmax(masked[e][:n])
             low = stats[e, STAT_LOW]
+            logits = masked[e][:n]
+            if prior is not None and self.size == 1:
+                # Categories the prior gives no mass would get a trace of weight zero.
+                possible = np.isfinite(np.asarray(prior.log_prob(np.arange(n) + low)))
+                if possible.any():
+                    logits = np.where(possible, logits, -np.inf)
+            probs = _softmax(logits)
             out.append(D.Categorical(probs) if low == 0 else _Shifted(D.Categorical(probs), low))
         return out
 

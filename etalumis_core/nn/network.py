@@ -285,7 +285,7 @@ class ProposalNetwork(nn.Module):
         head: ProposalHead = self.heads[key]
         stats = prior_stats(distribution, size)
         state["key"], state["stats"] = key, stats
-        return head.distribution(head(out[0]), stats, tuple(shape))
+        return head.distribution(head(out[0]), stats, tuple(shape), distribution)
 
     def observe_value(self, state: dict, value: Any) -> None:
         """Feed the value just sampled (after :meth:`propose`) to the next step."""

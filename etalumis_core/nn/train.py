@@ -222,9 +222,10 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, m
                    weight_decay: float, larc: bool, larc_trust_coefficient: float) -> Any:
     params = list(params)
     if name == "adam":
-        opt: Any = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        opt: Any = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
     elif name == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                              foreach=True)
     else:
         raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
     return LARC(opt, larc_trust_coefficient) if larc else opt
@@ -351,6 +352,11 @@ class Trainer:
             group["lr"] = lr
 
     def validation_loss(self, batch: Batch) -> float:
+        """Loss on held-out traces (trace types whose addresses all have layers)."""
+        known = self.network.address_ids
+        batch = Batch([sb for sb in batch.sub_batches if all(a in known for a in sb.trace_type)])
+        if not batch.sub_batches:
+            return math.nan
         was_training = self.network.training
         self.network.eval()
         with torch.no_grad():
@@ -407,8 +413,6 @@ class Trainer:
         validation_batch = None
         if o["validation_size"]:
             validation_batch = source.validation_batch(int(o["validation_size"]))
-            network.ensure_sites([(a, *i) for a, i in validation_batch.sites().items()
-                                  if a in network.address_ids])
         self._write_csv(out, losses, validation, rewrite=True)
         network.train()
         started = time.perf_counter()

@@ -31,7 +31,6 @@ The protocol has no timeout and no error message, so the engine supplies both:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shlex
 import signal

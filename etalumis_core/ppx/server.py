@@ -33,7 +33,7 @@ import zmq
 
 from ..errors import ProtocolError
 from . import wire
-from .wire import Handshake, Observe, ObserveResult, Run, SampleResult, Tag, TagResult, decode
+from .wire import Handshake, ObserveResult, Run, SampleResult, TagResult, decode
 
 log = logging.getLogger(__name__)
 

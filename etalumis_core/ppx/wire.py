@@ -228,6 +228,8 @@ def _value_block(value: Any, what: str) -> bytes:
     t = type(value)
     if t is float or t is int or t is bool:
         return _SCALAR_HEAD + _pack_d(value) + _SCALAR_TAIL
+    if t is np.ndarray and value.ndim == 0:
+        return _SCALAR_HEAD + _pack_d(float(value)) + _SCALAR_TAIL
     if hasattr(value, "detach"):  # torch tensors, without importing torch
         value = value.detach().cpu().numpy()
     try:
@@ -248,44 +250,58 @@ def _string_block(s: str | None) -> bytes:
     return _pack_I(len(raw)) + raw + _ZERO[:1 + _pad8(size)]
 
 
-def _table_block(nslots: int, refs: list[tuple[int, bytes, int]],
-                 scalars: list[tuple[int, int]]) -> bytes:
-    """A table with offset fields ``refs`` (slot, child block, child entry) and one-byte fields
-    ``scalars`` (slot, value). The table's entry is the returned block's ``vtable length``,
-    which callers get from :func:`_entry`."""
-    vt_size = 4 + 2 * nslots
-    vt_len = vt_size + (-vt_size & 3)
-    inline = 4 + 4 * len(refs) + len(scalars)
-    slots = [0] * nslots
-    pos = 4
-    for slot, _, _ in refs:
-        slots[slot] = pos
-        pos += 4
-    for slot, _ in scalars:
-        slots[slot] = pos
-        pos += 1
-    parts = [struct.pack(f"<HH{nslots}H", vt_size, inline, *slots), _ZERO[:vt_len - vt_size],
-             struct.pack("<i", vt_len)]
-    child = vt_len + inline
-    child += _pad8(child)
-    field = vt_len + 4
-    for _, block, entry in refs:
-        parts.append(_pack_I(child + entry - field))
-        field += 4
-        child += len(block)
-    parts.append(bytes(v for _, v in scalars))
-    end = vt_len + inline
-    parts.append(_ZERO[:_pad8(end)])
-    parts.extend(block for _, block, _ in refs)
-    return b"".join(parts)
+class _Layout:
+    """How one kind of table is written: offset fields in ``ref_slots``, one-byte fields in
+    ``byte_slots``. The vtable and the soffset are fixed, so they are packed once."""
+
+    __slots__ = ("head", "first_field", "child0", "pack_inline", "entry")
+
+    def __init__(self, nslots: int, ref_slots: tuple[int, ...], byte_slots: tuple[int, ...] = ()) -> None:
+        vt_size = 4 + 2 * nslots
+        vt_len = vt_size + (-vt_size & 3)
+        inline = 4 + 4 * len(ref_slots) + len(byte_slots)
+        slots = [0] * nslots
+        pos = 4
+        for slot in ref_slots:
+            slots[slot] = pos
+            pos += 4
+        for slot in byte_slots:
+            slots[slot] = pos
+            pos += 1
+        self.head = (struct.pack(f"<HH{nslots}H", vt_size, inline, *slots)
+                     + bytes(vt_len - vt_size) + struct.pack("<i", vt_len))
+        self.entry = vt_len
+        self.first_field = vt_len + 4
+        end = vt_len + inline
+        self.child0 = end + _pad8(end)
+        self.pack_inline = struct.Struct(
+            f"<{len(ref_slots)}I{len(byte_slots)}B{_pad8(end)}x").pack
+
+    def block(self, children: tuple[tuple[bytes, int], ...], *byte_values: int) -> bytes:
+        """The table followed by its children (block, entry), in ``ref_slots`` order."""
+        offsets = []
+        child = self.child0
+        field = self.first_field
+        for block, entry in children:
+            offsets.append(child + entry - field)
+            field += 4
+            child += len(block)
+        return b"".join((self.head, self.pack_inline(*offsets, *byte_values),
+                         *[block for block, _ in children]))
 
 
-def _entry(nslots: int) -> int:
-    vt_size = 4 + 2 * nslots
-    return vt_size + (-vt_size & 3)
+_MESSAGE = _Layout(2, (1,), (0,))
+_SAMPLE = _Layout(5, (0, 1, 3), (2,))
+_SAMPLE_UNCONTROLLED = _Layout(5, (0, 1, 3), (2, 4))
+_OBSERVE = _Layout(5, (0, 1, 3, 4), (2,))
+_TAG = _Layout(3, (0, 1, 2))
+_ONE_REF = _Layout(1, (0,))
+_TWO_REFS = _Layout(2, (0, 1))
+_EMPTY = _Layout(0, ())
+_DIST_LAYOUTS = {1: _ONE_REF, 2: _TWO_REFS}
 
 
-def _distribution_block(distribution: Any, what: str) -> tuple[int, bytes, int]:
+def _distribution_block(distribution: Any, what: str) -> tuple[int, tuple[bytes, int]]:
     type_id = getattr(distribution, "ppx_type", 0)
     if type_id not in DISTRIBUTION_TYPES:
         raise ProtocolError(
@@ -294,43 +310,47 @@ def _distribution_block(distribution: Any, what: str) -> tuple[int, bytes, int]:
             f"{', '.join(n for n, _ in DISTRIBUTION_TYPES.values())})")
     fields = DISTRIBUTION_TYPES[type_id][1]
     params = distribution.params()
-    refs = [(i, _value_block(params[f], what), 8) for i, f in enumerate(fields)]
-    return type_id, _table_block(len(fields), refs, []), _entry(len(fields))
+    layout = _DIST_LAYOUTS[len(fields)]
+    block = layout.block(tuple((_value_block(params[f], what), 8) for f in fields))
+    return type_id, (block, layout.entry)
 
 
 def _body_block(msg: Message) -> tuple[bytes, int]:
     t = type(msg)
     what = t.__name__
-    if t is Sample or t is Observe:
-        dtype, dblock, dentry = _distribution_block(msg.distribution, what)
-        refs = [(0, _string_block(msg.address), 0), (1, _string_block(msg.name), 0),
-                (3, dblock, dentry)]
-        if t is Sample:
-            scalars = [(2, dtype)] if msg.control else [(2, dtype), (4, 0)]
-            return _table_block(5, refs, scalars), _entry(5)
-        refs.append((4, _value_block(msg.value, what), 8))
-        return _table_block(5, refs, [(2, dtype)]), _entry(5)
+    if t is Sample:
+        dtype, dist = _distribution_block(msg.distribution, what)
+        children = ((_string_block(msg.address), 0), (_string_block(msg.name), 0), dist)
+        if msg.control:
+            return _SAMPLE.block(children, dtype), _SAMPLE.entry
+        return _SAMPLE_UNCONTROLLED.block(children, dtype, 0), _SAMPLE.entry
+    if t is Observe:
+        dtype, dist = _distribution_block(msg.distribution, what)
+        children = ((_string_block(msg.address), 0), (_string_block(msg.name), 0), dist,
+                    (_value_block(msg.value, what), 8))
+        return _OBSERVE.block(children, dtype), _OBSERVE.entry
     if t is SampleResult or t is RunResult:
-        return _table_block(1, [(0, _value_block(msg.result, what), 8)], []), _entry(1)
+        return _ONE_REF.block(((_value_block(msg.result, what), 8),)), _ONE_REF.entry
     if t is Tag:
-        refs = [(0, _string_block(msg.address), 0), (1, _string_block(msg.name), 0),
-                (2, _value_block(msg.value, what), 8)]
-        return _table_block(3, refs, []), _entry(3)
+        children = ((_string_block(msg.address), 0), (_string_block(msg.name), 0),
+                    (_value_block(msg.value, what), 8))
+        return _TAG.block(children), _TAG.entry
     if t is Handshake:
-        return _table_block(1, [(0, _string_block(msg.system_name), 0)], []), _entry(1)
+        return _ONE_REF.block(((_string_block(msg.system_name), 0),)), _ONE_REF.entry
     if t is HandshakeResult:
-        refs = [(0, _string_block(msg.system_name), 0), (1, _string_block(msg.model_name), 0)]
-        return _table_block(2, refs, []), _entry(2)
+        children = ((_string_block(msg.system_name), 0), (_string_block(msg.model_name), 0))
+        return _TWO_REFS.block(children), _TWO_REFS.entry
     if t in (Run, ObserveResult, TagResult, Reset):
-        return _table_block(0, [], []), _entry(0)
+        return _EMPTY.block(()), _EMPTY.entry
     raise TypeError(f"not a PPX message: {msg!r}")
+
+
+_ROOT_PREFIX = _pack_I(8 + _MESSAGE.entry) + bytes(4)
 
 
 def encode(msg: Message) -> bytes:
     """The flatbuffer of one PPX message (no file identifier, as existing peers write it)."""
-    body, entry = _body_block(msg)
-    root = _table_block(2, [(1, body, entry)], [(0, msg.type_id)])
-    return _pack_I(8 + _entry(2)) + bytes(4) + root
+    return _ROOT_PREFIX + _MESSAGE.block((_body_block(msg),), msg.type_id)
 
 
 def _template(msg: Message, sentinel: float) -> tuple[bytes, bytes]:
@@ -367,9 +387,11 @@ def encode_value(value: Any) -> bytes:
 
 _u32 = struct.Struct("<I").unpack_from
 _i32 = struct.Struct("<i").unpack_from
-_u16 = struct.Struct("<H").unpack_from
 _f64 = struct.Struct("<d").unpack_from
-_vt_structs = {k: struct.Struct(f"<HH{k}H").unpack_from for k in range(0, 8)}
+_vt_fields = [struct.Struct(f"<{k}H").unpack_from for k in range(0, 8)]
+_HH = struct.Struct("<HH").unpack_from
+_HHHH = struct.Struct("<HHHH").unpack_from
+_NO_FIELDS = [(0,) * k for k in range(0, 8)]
 
 
 class _Malformed(Exception):
@@ -381,20 +403,24 @@ def _table(buf: bytes, n: int, pos: int, nslots: int) -> tuple[int, list[int]]:
     if pos < 4 or pos + 4 > n:
         raise _Malformed(f"table at byte {pos} lies outside the {n}-byte buffer")
     vt = pos - _i32(buf, pos)[0]
-    if vt < 0 or vt + 4 > n or vt & 1:
+    if vt < 0 or vt + 4 > n:
         raise _Malformed(f"vtable at byte {vt} of the table at byte {pos} lies outside the buffer")
-    vt_size, tsize = _u16(buf, vt)[0], _u16(buf, vt + 2)[0]
-    if vt_size < 4 or vt_size & 1 or vt + vt_size > n:
-        raise _Malformed(f"vtable at byte {vt} has invalid size {vt_size}")
-    if tsize < 4 or pos + tsize > n:
-        raise _Malformed(f"table at byte {pos} has invalid size {tsize}")
-    present = min(nslots, (vt_size - 4) >> 1)
-    offs = _vt_structs[present](buf, vt)[2:]
-    out = [pos + o if o else 0 for o in offs]
+    vt_size, tsize = _HH(buf, vt)
+    if vt_size < 4 or vt_size & 1 or vt + vt_size > n or tsize < 4 or pos + tsize > n:
+        raise _Malformed(f"table at byte {pos} has an invalid vtable (sizes {vt_size}, {tsize})")
+    present = (vt_size - 4) >> 1
+    if present >= nslots:
+        offs = _vt_fields[nslots](buf, vt + 4)
+    else:
+        offs = _vt_fields[present](buf, vt + 4) + _NO_FIELDS[nslots - present]
+    out = []
     for o in offs:
-        if o and (o < 4 or o >= tsize):
-            raise _Malformed(f"a field of the table at byte {pos} lies outside the table")
-    out.extend([0] * (nslots - present))
+        if o:
+            if o < 4 or o >= tsize:
+                raise _Malformed(f"a field of the table at byte {pos} lies outside the table")
+            out.append(pos + o)
+        else:
+            out.append(0)
     return pos + tsize, out
 
 
@@ -438,10 +464,28 @@ def _tensor(buf: bytes, n: int, field: int, end: int, what: str) -> Any:
 
 
 def _tensor_at(buf: bytes, n: int, pos: int, what: str) -> Any:
-    tend, (fdata, fshape) = _table(buf, n, pos, 2)
+    # Fast path (the hot path of every Sample): a full vtable, read in one unpack, with the
+    # same checks _table makes; anything unusual takes the general path.
+    fdata = fshape = -1
+    if 4 <= pos and pos + 4 <= n:
+        vt = pos - _i32(buf, pos)[0]
+        if 0 <= vt and vt + 8 <= n:
+            vt_size, tsize, od, osh = _HHHH(buf, vt)
+            if (vt_size >= 8 and not vt_size & 1 and vt + vt_size <= n and tsize >= 4
+                    and pos + tsize <= n and (not od or 4 <= od <= tsize - 4)
+                    and (not osh or 4 <= osh <= tsize - 4)):
+                fdata = pos + od if od else 0
+                fshape = pos + osh if osh else 0
+                tend = pos + tsize
+    if fdata < 0:
+        tend, (fdata, fshape) = _table(buf, n, pos, 2)
+        if fdata + 4 > tend or fshape + 4 > tend:
+            raise _Malformed(f"tensor {what!r}: a field overruns its table")
     if not fdata:
         return None
-    vec = _ref(buf, n, fdata, tend)
+    vec = fdata + _u32(buf, fdata)[0]
+    if vec + 4 > n:
+        raise _Malformed(f"tensor {what!r}: data offset points outside the {n}-byte buffer")
     count = _u32(buf, vec)[0]
     if count == 0:
         return None
@@ -492,7 +536,7 @@ def _distribution(buf: bytes, n: int, tfield: int, field: int, end: int) -> Any:
         if not finite:
             raise _Malformed(f"{name} distribution has a non-finite parameter {f}={value!r}")
         params[f] = value
-    cls = distribution_types()[type_id]
+    cls = (_dist_classes or distribution_types())[type_id]
     try:
         return cls.from_params(**params)
     except Exception as e:  # the distribution's own validation: report it as the peer's fault
@@ -529,12 +573,34 @@ def _decode_body(buf: bytes, n: int, type_id: int, pos: int) -> Message:
     return MESSAGE_TYPES[type_id]()
 
 
+# Simulators send the same Sample message again and again (a loop or a rejection sampler at one
+# call site sends identical bytes: the engine, not the simulator, counts instances). Decoded
+# Samples are immutable values, so a bounded cache keyed by the raw bytes skips their decoding.
+_SAMPLE_CACHE: dict[bytes, Message] = {}
+_SAMPLE_CACHE_SIZE = 4096
+_SAMPLE_CACHE_MAX_BYTES = 2048
+
+
 def decode(buf: bytes) -> Message:
     """The PPX message in ``buf``; :class:`ProtocolError` (naming the message type) for anything
     that is not a well-formed PPX 1.0.0 message."""
     if type(buf) is not bytes:
         buf = bytes(buf)
     n = len(buf)
+    if n <= _SAMPLE_CACHE_MAX_BYTES:
+        hit = _SAMPLE_CACHE.get(buf)
+        if hit is not None:
+            return hit
+        msg = _decode(buf, n)
+        if type(msg) is Sample:
+            if len(_SAMPLE_CACHE) >= _SAMPLE_CACHE_SIZE:
+                _SAMPLE_CACHE.clear()
+            _SAMPLE_CACHE[buf] = msg
+        return msg
+    return _decode(buf, n)
+
+
+def _decode(buf: bytes, n: int) -> Message:
     if n < 8:
         raise ProtocolError(f"malformed PPX message: {n} bytes is too short for a flatbuffer")
     type_id = 0

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import etalumis_core as et
-from etalumis_core.ppx import PPXSimulator
+from etalumis_core.ppx import PPXSimulator, wire
 from etalumis_core.simulator import run_trace
 
 from .served_models import simulator as local_simulator
@@ -44,6 +44,23 @@ def cpp_simulator(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(["g++", "-O2", "-std=c++17", "-I", str(build), str(HERE / "cpp" / "gaussian_sim.cpp"),
                     "-o", str(binary), "-lzmq"], check=True)
     return binary
+
+
+def test_cpp_verifier_accepts_every_buffer_we_write(cpp_simulator: Path, tmp_path: Path) -> None:
+    from .test_wire import MESSAGES
+
+    binary = cpp_simulator.parent / "verify_buffers"
+    if not binary.exists():
+        subprocess.run(["g++", "-std=c++17", "-I", str(cpp_simulator.parent),
+                        str(HERE / "cpp" / "verify_buffers.cpp"), "-o", str(binary)], check=True)
+    paths = []
+    for i, msg in enumerate(MESSAGES):
+        path = tmp_path / f"{i}.bin"
+        path.write_bytes(wire.encode(msg))
+        paths.append(str(path))
+    out = subprocess.run([str(binary), *paths], capture_output=True, text=True)
+    assert out.stdout.split("\n")[:-1] == [f"OK {type(m).__name__}" for m in MESSAGES]
+    assert out.returncode == 0
 
 
 def _frames(leaf: str) -> str:

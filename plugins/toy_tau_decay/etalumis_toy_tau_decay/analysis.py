@@ -122,15 +122,16 @@ def summarise(posterior: Any, truth: Any = None) -> dict:
 
 
 def observed_calorimeter(truth: Any, posterior: Any = None) -> np.ndarray | None:
-    """The observed calorimeter: from the truth trace's observation (or its result), else from
-    the posterior's metadata when an engine records it."""
+    """The calorimeter of the true event: the simulated deposits in the truth trace's result
+    (noise-free, the usual observation), else its observed value, else an observation the
+    engine recorded in the posterior's metadata."""
     if truth is not None and not isinstance(truth, Mapping):
-        for v in truth.observations():
-            if v.name == "calorimeter" and v.value is not None:
-                return np.asarray(v.value, dtype=float)
         result = getattr(truth, "result", None)
         if isinstance(result, Mapping) and "calorimeter" in result:
             return np.asarray(result["calorimeter"], dtype=float)
+        for v in truth.observations():
+            if v.name == "calorimeter" and v.value is not None:
+                return np.asarray(v.value, dtype=float)
     if isinstance(truth, Mapping) and "calorimeter" in truth:
         return np.asarray(truth["calorimeter"], dtype=float)
     meta = getattr(posterior, "metadata", None) or {}
@@ -210,14 +211,18 @@ def plot_calorimeter(deposits: np.ndarray, path: str,
         ax.set_ylabel(b)
         ax.set_title(f"{a}-{b} projection")
         fig.colorbar(im, ax=ax, label="GeV")
-    fig.suptitle(f"observed calorimeter (total {deposits.sum():.2f} GeV)")
+    fig.suptitle(f"calorimeter (total {deposits.sum():.2f} GeV)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def report(posterior: Any, truth: Any = None, output_dir: str | os.PathLike | None = None) -> dict:
-    """Summaries (returned, and written as ``tau_summary.json``) and PNG plots in ``output_dir``."""
+def report(posterior: Any, truth: Any = None, output_dir: str | os.PathLike | None = None,
+           observation: np.ndarray | None = None) -> dict:
+    """Summaries (returned, and written as ``tau_summary.json``) and PNG plots in ``output_dir``.
+
+    ``observation``: the observed calorimeter to draw; by default the true event's.
+    """
     summary = summarise(posterior, truth)
     if output_dir is None:
         return summary
@@ -232,7 +237,9 @@ def report(posterior: Any, truth: Any = None, output_dir: str | os.PathLike | No
     path = os.path.join(out, "tau_momentum.png")
     plot_momentum(posterior, tv, path)
     plots["momentum"] = path
-    deposits = observed_calorimeter(truth, posterior)
+    deposits = observation if observation is not None else observed_calorimeter(truth, posterior)
+    if deposits is not None:
+        deposits = np.asarray(deposits, dtype=float)
     if deposits is not None and deposits.shape == (35, 35, 20):
         path = os.path.join(out, "tau_calorimeter.png")
         plot_calorimeter(deposits, path)

@@ -1,0 +1,180 @@
+"""Inference compilation: importance sampling with proposals from a trained network.
+
+The controller asks the network for a proposal at every controlled address, samples from it
+and returns its log density, so each trace is weighted by likelihood × prior / proposal. An
+address the network never saw in training is drawn from its prior (its proposal *is* the
+prior, so the weight stays correct); such fallbacks are counted in
+``posterior.metadata["ic"]``.
+
+The engine takes ``network=`` a network file (each worker loads it once) or a
+:class:`~etalumis_core.nn.ProposalNetwork`. torch is imported only when the engine runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..controller import Controller
+from ..errors import EtalumisError, ObservationError
+from ..executors import Executor
+from ..posterior import Posterior, PosteriorBuilder
+from ..progress import Progress
+from ..simulator import Simulator, SimulatorSpec, run_trace
+from .base import chunk_rng, simulator_name, split
+from .importance import ImportanceSampling
+
+_loaded: dict[tuple[str, float], Any] = {}   # per process: network files already read
+
+
+def _load_network(path: str) -> Any:
+    from ..nn.network import ProposalNetwork
+
+    key = (os.path.abspath(path), os.path.getmtime(path))
+    network = _loaded.get(key)
+    if network is None:
+        network = _loaded[key] = ProposalNetwork.load(path)
+    return network
+
+
+class ICController(Controller):
+    """Proposes every controlled sample from the network; unknown addresses from the prior."""
+
+    def __init__(self, rng: np.random.Generator, observations: Mapping[str, Any], network: Any) -> None:
+        import torch
+
+        super().__init__(rng, observations)
+        self.network = network
+        self._torch = torch
+        shapes = network.observation_shapes
+        missing = [n for n in shapes if n not in self.observations]
+        if missing:
+            raise ObservationError(
+                f"the network conditions on observation(s) {', '.join(missing)}; pass them "
+                f"(observations given: {', '.join(sorted(self.observations)) or 'none'})")
+        arrays = {}
+        for n, shape in shapes.items():
+            value = np.asarray(self.observations[n], dtype=np.float32)
+            if value.size != int(np.prod(shape)):
+                raise ObservationError(f"observation {n!r} has shape {value.shape}; the network "
+                                       f"was trained on shape {tuple(shape)}")
+            arrays[n] = value.reshape(1, *shape)
+        with torch.no_grad():
+            self._embedding = network.embed_observations(arrays)
+        self.fallbacks = 0
+        self.unknown: dict[str, int] = {}
+        self._state: dict | None = None
+
+    def start_trace(self) -> None:
+        super().start_trace()
+        self._state = None
+
+    def propose(self, address: str, distribution: Any, name: str | None) -> tuple[Any, float | None, bool]:
+        network = self.network
+        if self._state is None:
+            self._state = network.initial_state(self._embedding)
+        with self._torch.no_grad():
+            proposal = network.propose(self._state, address, distribution,
+                                       tuple(distribution.batch_shape))
+            if proposal is None:
+                self.fallbacks += 1
+                self.unknown[address] = self.unknown.get(address, 0) + 1
+                network.skip(self._state)
+                return distribution.sample(self.rng), None, False
+            value = proposal.sample(self.rng)
+            network.observe_value(self._state, value)
+        log_q = proposal.log_prob(value)
+        return value, float(np.sum(log_q)), False
+
+
+class InferenceCompilation(ImportanceSampling):
+    """Importance sampling with a trained proposal network (registered as ``ic``).
+
+    Parameters
+    ----------
+    network:
+        A network file written by :meth:`ProposalNetwork.save` (workers load it themselves), or
+        a :class:`ProposalNetwork`.
+    check_simulator:
+        Refuse a network trained for a differently named simulator.
+    chunk_size, retries, max_value_size:
+        As for :class:`ImportanceSampling`.
+    """
+
+    name = "ic"
+
+    def __init__(self, network: Any, chunk_size: int = 128, retries: int = 3,
+                 max_value_size: int = 4096, check_simulator: bool = True) -> None:
+        super().__init__(chunk_size, retries, max_value_size)
+        if network is None:
+            raise ValueError("inference compilation needs network= (a network file or a "
+                             "ProposalNetwork); train one with etalumis_core.nn.Trainer")
+        if isinstance(network, (str, os.PathLike)):
+            if not Path(network).exists():
+                raise FileNotFoundError(f"{network}: no such network file")
+            self.network_path: str | None = str(network)
+            self._network = None
+        else:
+            self.network_path = None
+            self._network = network
+        self.check_simulator = bool(check_simulator)
+
+    @property
+    def network(self) -> Any:
+        if self._network is None:
+            self._network = _load_network(self.network_path)
+        return self._network
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.network_path is not None:
+            state["_network"] = None   # workers read the file, not a pickled copy
+        return state
+
+    def options(self) -> dict:
+        return {**super().options(), "network": self.network_path or "<in memory>"}
+
+    def make_controller(self, rng: np.random.Generator, observations: Mapping[str, Any]) -> Controller:
+        return ICController(rng, observations, self.network)
+
+    def _run(self, simulator: Simulator | SimulatorSpec, observations: dict, num_traces: int,
+             seed: int, executor: Executor, progress: bool | None) -> Posterior:
+        name = simulator_name(simulator)
+        trained_for = self.network.simulator
+        if self.check_simulator and trained_for not in (None, name):
+            raise EtalumisError(f"the network was trained for simulator {trained_for!r}, not "
+                                f"{name!r}; use a network trained for {name!r} (or "
+                                f"check_simulator=False if they are the same simulator)")
+        chunks = split(num_traces, self.chunk_size)
+        items = [(self, observations, seed, index, count, name)
+                 for index, (_, count) in enumerate(chunks)]
+        with Progress(num_traces, f"{self.name} sampling", progress) as bar:
+            parts = executor.map(_ic_chunk, items, simulator, bar,
+                                 weights=[count for _, count in chunks])
+            fallbacks = sum(p.metadata.get("prior_fallbacks", 0) for p in parts)
+            unknown: dict[str, int] = {}
+            for p in parts:
+                for a, n in p.metadata.get("unknown_addresses", {}).items():
+                    unknown[a] = unknown.get(a, 0) + n
+            posterior = Posterior.concat(parts)
+            bar.show(ess=posterior.ess)
+        posterior.metadata = {"ic": {"prior_fallbacks": fallbacks,
+                                     "unknown_addresses": unknown,
+                                     "network_simulator": trained_for,
+                                     "network_traces_trained": self.network.traces_trained}}
+        return posterior
+
+
+def _ic_chunk(simulator: Simulator, item: tuple, report: Callable[[int], None]) -> Posterior:
+    engine, observations, seed, index, count, name = item
+    controller = engine.make_controller(chunk_rng(seed, index), observations)
+    builder = PosteriorBuilder(engine.max_value_size)
+    for _ in range(count):
+        builder.add(run_trace(simulator, controller, engine.retries))
+        report(1)
+    controller.check_observations_used(name)
+    return builder.build({"prior_fallbacks": controller.fallbacks,
+                          "unknown_addresses": dict(controller.unknown)})
