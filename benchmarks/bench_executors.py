@@ -45,7 +45,9 @@ def make_detector_model(work: int = 20000) -> PythonSimulator:
                            kwargs={"work": work})
 
 
-def pick_simulator() -> tuple[SimulatorSpec, str]:
+def pick_simulator(choice: str = "auto") -> tuple[SimulatorSpec, str]:
+    if choice == "detector":
+        return SimulatorSpec(make_detector_model, name="detector_model"), "detector_model (built-in)"
     plugins = load_plugins()
     if "toy_tau_decay" in plugins.simulators.names():
         entry = plugins.simulators.get("toy_tau_decay")
@@ -84,11 +86,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--traces", type=int, default=2000)
     parser.add_argument("--chunk-size", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--simulator", choices=("auto", "detector"), default="auto",
+                        help="auto: toy_tau_decay when installed, else the built-in model")
     parser.add_argument("--tiny-tasks", type=int, nargs=2, default=(200, 1000))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
 
-    spec, description = pick_simulator()
+    spec, description = pick_simulator(args.simulator)
     observe = observations_of(et.simulate(spec, seed=123))
     print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}")
     print(f"simulator: {description}")

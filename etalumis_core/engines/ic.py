@@ -100,6 +100,9 @@ class InferenceCompilation(ImportanceSampling):
         a :class:`ProposalNetwork`.
     check_simulator:
         Refuse a network trained for a differently named simulator.
+    num_threads:
+        torch threads while sampling (the network runs on one trace at a time, where one
+        thread is fastest); restored afterwards. None leaves torch's setting alone.
     chunk_size, retries, max_value_size:
         As for :class:`ImportanceSampling`.
     """
@@ -107,7 +110,8 @@ class InferenceCompilation(ImportanceSampling):
     name = "ic"
 
     def __init__(self, network: Any, chunk_size: int = 128, retries: int = 3,
-                 max_value_size: int = 4096, check_simulator: bool = True) -> None:
+                 max_value_size: int = 4096, check_simulator: bool = True,
+                 num_threads: int | None = 1) -> None:
         super().__init__(chunk_size, retries, max_value_size)
         if network is None:
             raise ValueError("inference compilation needs network= (a network file or a "
@@ -121,6 +125,7 @@ class InferenceCompilation(ImportanceSampling):
             self.network_path = None
             self._network = network
         self.check_simulator = bool(check_simulator)
+        self.num_threads = num_threads
 
     @property
     def network(self) -> Any:
@@ -169,12 +174,20 @@ class InferenceCompilation(ImportanceSampling):
 
 
 def _ic_chunk(simulator: Simulator, item: tuple, report: Callable[[int], None]) -> Posterior:
+    import torch
+
     engine, observations, seed, index, count, name = item
-    controller = engine.make_controller(chunk_rng(seed, index), observations)
-    builder = PosteriorBuilder(engine.max_value_size)
-    for _ in range(count):
-        builder.add(run_trace(simulator, controller, engine.retries))
-        report(1)
-    controller.check_observations_used(name)
+    threads = torch.get_num_threads()
+    if engine.num_threads:
+        torch.set_num_threads(int(engine.num_threads))
+    try:
+        controller = engine.make_controller(chunk_rng(seed, index), observations)
+        builder = PosteriorBuilder(engine.max_value_size)
+        for _ in range(count):
+            builder.add(run_trace(simulator, controller, engine.retries))
+            report(1)
+        controller.check_observations_used(name)
+    finally:
+        torch.set_num_threads(threads)
     return builder.build({"prior_fallbacks": controller.fallbacks,
                           "unknown_addresses": dict(controller.unknown)})

@@ -1,7 +1,7 @@
 """PPX 1.0.0 messages and their flatbuffers encoding, written and read directly.
 
 The schema is ``ppx.fbs`` beside this module; ``ppx/`` holds the bindings ``flatc --python``
-generates from it (regenerate with ``cd etalumis_core/ppx && flatc --python ppx.fbs``). The
+generates from it (the regeneration command is at the top of ``ppx.fbs``). The
 engine and the simulator side do not use those bindings on their hot path: this module writes
 buffers with ``struct`` in one pass and reads them with explicit vtable lookups, which is several
 times faster than the generated code (``benchmarks/bench_ppx.py`` measures both) and, unlike the

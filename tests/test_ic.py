@@ -1,0 +1,90 @@
+"""Inference compilation end to end: train on the Gaussian model, then importance sampling with
+the network's proposals recovers the exact posterior with a high effective sample size."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import etalumis_core as et  # noqa: E402
+from etalumis_core import models  # noqa: E402
+from etalumis_core.errors import EtalumisError, ObservationError  # noqa: E402
+from etalumis_core.nn import ProposalNetwork, Trainer  # noqa: E402
+
+OBSERVE = {"obs0": 8.0, "obs1": 9.0}
+MEAN, STD, LOG_EVIDENCE = models.gaussian_posterior([8.0, 9.0])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gaussian_ic")
+    sim = models.make_gaussian()
+    torch.manual_seed(0)
+    network = ProposalNetwork.for_simulator(sim, embedding_dim=32, lstm_dim=64,
+                                            embedding_options={"hidden_dims": (64,)})
+    started = time.process_time()
+    result = Trainer(lr=3e-3, lr_end=1e-4, lr_decay_power=1.0, seed=0, num_threads=1,
+                     max_seconds=60, progress=False, checkpoint_interval=10_000).train(
+        network, sim, out, steps=600, batch_size=64)
+    cpu = time.process_time() - started
+    return result, cpu
+
+
+def test_ic_recovers_the_gaussian_posterior_with_high_ess(trained):
+    result, cpu = trained
+    assert cpu < 60 * 2    # at most 60 s of wall time, on at most two cores
+    n = 2000
+    post = et.infer(models.make_gaussian(), observe=OBSERVE, engine="ic",
+                    network=result.network_path, num_traces=n, seed=1)
+    assert post.ess >= 0.5 * n
+    mu = post.marginal("mu")
+    ess = post.ess
+    assert abs(mu.mean - MEAN) < 4 * STD / math.sqrt(ess)
+    assert abs(mu.stddev - STD) < 4 * STD / math.sqrt(2 * ess) + 0.01
+    assert abs(post.log_evidence - LOG_EVIDENCE) < 0.05
+    assert post.metadata["engine"] == "ic"
+    assert post.metadata["ic"]["prior_fallbacks"] == 0
+    prior = et.infer(models.make_gaussian(), observe=OBSERVE, engine="importance",
+                     num_traces=n, seed=1)
+    assert prior.ess < 0.01 * n
+
+
+def test_ic_with_a_network_object_and_worker_processes(trained):
+    result, _ = trained
+    serial = et.infer(models.make_gaussian(), observe=OBSERVE,
+                      engine=et.InferenceCompilation(result.network, chunk_size=50),
+                      num_traces=200, seed=3)
+    spec = et.SimulatorSpec(models.make_gaussian, name="gaussian")
+    with et.ProcessPoolExecutor(2) as pool:
+        pooled = et.infer(spec, observe=OBSERVE,
+                          engine=et.InferenceCompilation(str(result.network_path), chunk_size=50),
+                          num_traces=200, seed=3, executor=pool)
+    np.testing.assert_allclose(serial.log_weights, pooled.log_weights, rtol=1e-6, atol=1e-6)
+
+
+def test_unknown_addresses_fall_back_to_the_prior_and_are_counted(tmp_path):
+    sim = models.make_gaussian()
+    untrained = ProposalNetwork.for_simulator(sim, lstm_dim=8, embedding_dim=4)
+    post = et.infer(sim, observe=OBSERVE, engine=et.InferenceCompilation(untrained),
+                    num_traces=100, seed=0)
+    assert post.metadata["ic"]["prior_fallbacks"] == 100
+    [(address, count)] = post.metadata["ic"]["unknown_addresses"].items()
+    assert address.endswith("__Normal__1") and count == 100
+    prior = et.infer(sim, observe=OBSERVE, engine="importance", num_traces=100, seed=0)
+    np.testing.assert_allclose(post.log_weights, prior.log_weights)
+
+
+def test_network_for_another_simulator_is_refused(trained, tmp_path):
+    result, _ = trained
+    other = et.PythonSimulator(models.gaussian_unknown_mean, name="not_gaussian")
+    with pytest.raises(EtalumisError, match="trained for simulator 'gaussian'"):
+        et.infer(other, observe=OBSERVE, engine="ic", network=result.network_path,
+                 num_traces=10, seed=0)
+    with pytest.raises(ObservationError, match="obs1"):
+        et.infer(models.make_gaussian(), observe={"obs0": 8.0}, engine="ic",
+                 network=result.network_path, num_traces=10, seed=0)
