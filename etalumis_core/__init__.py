@@ -32,10 +32,11 @@ from .trace import Trace, Variable
 
 __version__ = "0.1.0"
 
+
 __all__ = [
     "infer", "simulate", "observations_of",
     "sample", "observe", "tag", "factor", "seed_forward",
-    "Simulator", "PythonSimulator", "SimulatorSpec", "run_trace", "Controller",
+    "Simulator", "PythonSimulator", "PPXSimulator", "serve", "SimulatorSpec", "run_trace", "Controller",
     "Trace", "Variable", "Posterior", "PosteriorBuilder", "Marginal",
     "Engine", "ImportanceSampling", "LightweightMH", "RandomWalkMH", "InferenceCompilation",
     "generate_dataset", "TraceDataset", "ProposalNetwork", "Trainer",
@@ -51,7 +52,10 @@ __all__ = [
 _LAZY = {"generate_dataset": ("etalumis_core.data.dataset", "generate_dataset"),
          "TraceDataset": ("etalumis_core.data.dataset", "TraceDataset"),
          "ProposalNetwork": ("etalumis_core.nn.network", "ProposalNetwork"),
-         "Trainer": ("etalumis_core.nn.train", "Trainer")}
+         "Trainer": ("etalumis_core.nn.train", "Trainer"),
+         # The PPX layer needs ZeroMQ: only PPX runs pay for it.
+         "PPXSimulator": ("etalumis_core.ppx", "PPXSimulator"),
+         "serve": ("etalumis_core.ppx", "serve")}
 
 
 def __getattr__(name: str):

@@ -19,6 +19,15 @@ def etalumis_register_simulators(register):
              description="number of latent variables depends on an earlier choice")
     register("weather", models.make_discrete_weather,
              description="small discrete model (exact enumeration)")
+    register("ppx", make_ppx_simulator,
+             description="any PPX simulator: connect to an address or launch a command")
+
+
+def make_ppx_simulator(**options):
+    """A PPX simulator in another process (imported lazily: only PPX runs need ZeroMQ)."""
+    from .ppx import PPXSimulator
+
+    return PPXSimulator(**options)
 
 
 @hookimpl

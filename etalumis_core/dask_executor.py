@@ -246,7 +246,9 @@ class DaskExecutor(Executor):
     address, scheduler_file:
         A running scheduler to connect to.
     n_workers, threads_per_worker, processes, memory_limit, dashboard_address:
-        The local cluster built when no cluster is given (``n_workers`` defaults to the CPUs).
+        The local cluster built when no cluster is given (``n_workers`` defaults to the CPUs;
+        the dashboard takes a free port, so that concurrent runs, e.g. a multirun sweep, do not
+        clash: ``executor.client.dashboard_link`` says where).
     cluster, client:
         An existing cluster or client; the executor does not close them.
     cluster_class, cluster_options, scale:
@@ -267,7 +269,7 @@ class DaskExecutor(Executor):
                  scheduler_file: str | None = None, cluster: Any = None, client: Any = None,
                  cluster_class: str | None = None, cluster_options: Mapping[str, Any] | None = None,
                  scale: int | Mapping[str, Any] | None = None, wait_for_workers: int = 0,
-                 memory_limit: str | float | None = "auto", dashboard_address: str | None = None,
+                 memory_limit: str | float | None = "auto", dashboard_address: str | None = ":0",
                  max_simulators: int = 4) -> None:
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
@@ -342,8 +344,8 @@ class DaskExecutor(Executor):
         except BaseException:
             self.close()
             raise
-        log.info("dask executor on %s (%d workers)", self._client.scheduler.address,
-                 self.num_workers)
+        log.info("dask executor on %s (%d workers); dashboard %s",
+                 self._client.scheduler.address, self.num_workers, self._client.dashboard_link)
 
     @property
     def num_workers(self) -> int:  # type: ignore[override]

@@ -72,3 +72,26 @@ def test_typo_in_a_config_name_lists_the_valid_names(tmp_path):
     assert "gaussian (from etalumis_core)" in out.stderr
     out = run(["engine=mhh", "simulator=gaussian"], tmp_path, check=False)
     assert out.returncode == 2 and "rmh (from etalumis_core)" in out.stderr
+
+
+def test_serve_and_infer_over_ppx_from_the_command_line(tmp_path):
+    """`etalumis serve` in one process, `etalumis simulator=ppx` in another, real sockets."""
+    address = f"ipc://{tmp_path}/gaussian.sock"
+    server = subprocess.Popen(ETALUMIS + ["serve", "simulator=gaussian", f"address={address}",
+                                          "hydra.run.dir=serve"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        run(["simulator=ppx", f"simulator.params.address={address}", "simulator.params.timeout=20",
+             "engine=importance", "num_traces=300", "truth_seed=3", "plots=false",
+             "hydra.run.dir=remote"], tmp_path)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    run(["simulator=gaussian", "engine=importance", "num_traces=300", "truth_seed=3",
+         "plots=false", "hydra.run.dir=local", "~simulator.observe"], tmp_path)
+    remote = et.Posterior.load(tmp_path / "remote" / "posterior.h5")
+    local = et.Posterior.load(tmp_path / "local" / "posterior.h5")
+    # Same seed, same simulator: the remote run equals the in-process one bit for bit.
+    assert remote.trace_types == local.trace_types
+    assert (remote.log_weights == local.log_weights).all()
+    assert (remote.marginal("mu").values == local.marginal("mu").values).all()

@@ -62,7 +62,7 @@ class ICController(Controller):
                 raise ObservationError(f"observation {n!r} has shape {value.shape}; the network "
                                        f"was trained on shape {tuple(shape)}")
             arrays[n] = value.reshape(1, *shape)
-        with torch.no_grad():
+        with torch.inference_mode():
             self._embedding = network.embed_observations(arrays)
         self.fallbacks = 0
         self.unknown: dict[str, int] = {}
@@ -76,7 +76,7 @@ class ICController(Controller):
         network = self.network
         if self._state is None:
             self._state = network.initial_state(self._embedding)
-        with self._torch.no_grad():
+        with self._torch.inference_mode():
             proposal = network.propose(self._state, address, distribution,
                                        tuple(distribution.batch_shape))
             if proposal is None:

@@ -281,11 +281,29 @@ class ProposalNetwork(nn.Module):
         dist = self.distribution_embedding.weight[DIST_IDS.get(distribution.name, len(DIST_NAMES))]
         x = torch.cat([state["embedding"], state["prev"], self.address_embeddings[key][None],
                        dist[None]], dim=-1)
-        out, state["hc"] = self.lstm(x[None], state["hc"])
+        out, state["hc"] = self._lstm_step(x, state["hc"])
         head: ProposalHead = self.heads[key]
         stats = prior_stats(distribution, size)
         state["key"], state["stats"] = key, stats
-        return head.distribution(head(out[0]), stats, tuple(shape), distribution)
+        return head.distribution(head(out), stats, tuple(shape), distribution)
+
+    def _lstm_step(self, x: torch.Tensor, hc: tuple) -> tuple[torch.Tensor, tuple]:
+        """One step of the LSTM for one trace, computed from its weights: the fused kernel's
+        setup costs several times the arithmetic at batch size one."""
+        h_all, c_all = hc
+        hs, cs = [], []
+        lstm = self.lstm
+        for layer in range(lstm.num_layers):
+            gates = (torch.nn.functional.linear(x, getattr(lstm, f"weight_ih_l{layer}"),
+                                                getattr(lstm, f"bias_ih_l{layer}"))
+                     + torch.nn.functional.linear(h_all[layer], getattr(lstm, f"weight_hh_l{layer}"),
+                                                  getattr(lstm, f"bias_hh_l{layer}")))
+            i, f, g, o = gates.chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c_all[layer] + torch.sigmoid(i) * torch.tanh(g)
+            x = torch.sigmoid(o) * torch.tanh(c)
+            hs.append(x)
+            cs.append(c)
+        return x, (torch.stack(hs), torch.stack(cs))
 
     def observe_value(self, state: dict, value: Any) -> None:
         """Feed the value just sampled (after :meth:`propose`) to the next step."""

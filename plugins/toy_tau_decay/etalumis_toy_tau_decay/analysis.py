@@ -1,7 +1,9 @@
 """Tau-physics summaries and plots of a posterior over tau-decay traces.
 
 Everything here reads a posterior through its public API (``marginal(name)``) and a ground-truth
-trace through ``values_by_name()``, so it works for any engine's posterior.
+trace through ``values_by_name()``, so it works for any engine's posterior. Other simulators of
+the same physics (Sherpa over PPX) may call the variables differently: ``names`` maps the names
+used here (``px``, ``channel``, ``e_visible``, ...) to theirs, and may be partial.
 """
 
 from __future__ import annotations
@@ -25,12 +27,32 @@ ENERGY_NAMES = ("e_tau", "e_visible", "e_invisible", "e_charged_hadrons", "e_neu
                 "e_photons", "e_leptons", "e_calorimeter")
 
 
-def _truth_values(truth: Any) -> dict[str, Any]:
+def _truth_values(truth: Any, names: Mapping[str, str] | None = None) -> dict[str, Any]:
     if truth is None:
         return {}
-    if isinstance(truth, Mapping):
-        return dict(truth)
-    return truth.values_by_name()
+    values = dict(truth) if isinstance(truth, Mapping) else truth.values_by_name()
+    for ours, theirs in (names or {}).items():
+        if theirs in values:
+            values[ours] = values[theirs]
+    return values
+
+
+class _Renamed:
+    """A posterior whose marginals are looked up under the simulator's own names."""
+
+    def __init__(self, posterior: Any, names: Mapping[str, str]) -> None:
+        self._posterior = posterior
+        self._names = dict(names)
+
+    def marginal(self, name: str) -> Any:
+        return self._posterior.marginal(self._names.get(name, name))
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._posterior, item)
+
+
+def _renamed(posterior: Any, names: Mapping[str, str] | None) -> Any:
+    return _Renamed(posterior, names) if names else posterior
 
 
 def _marginal(posterior: Any, name: str) -> Any | None:
@@ -47,10 +69,10 @@ def _number(x: Any) -> float | int | None:
     return int(x) if x.is_integer() and abs(x) < 2 ** 53 else x
 
 
-def channel_probabilities(posterior: Any) -> np.ndarray:
+def channel_probabilities(posterior: Any, names: Mapping[str, str] | None = None) -> np.ndarray:
     """Posterior probability of each of the 38 channels (zeros where no trace has it)."""
     probs = np.zeros(NUM_CHANNELS)
-    m = _marginal(posterior, "channel")
+    m = _marginal(_renamed(posterior, names), "channel")
     if m is not None:
         np.add.at(probs, np.asarray(m.values, dtype=np.int64), m.weights)
     return probs
@@ -86,9 +108,11 @@ def discrete_summary(posterior: Any, name: str, truth: Mapping[str, Any]) -> dic
     return out
 
 
-def summarise(posterior: Any, truth: Any = None) -> dict:
-    """A JSON-serialisable summary: channels, momentum, composition, energies (with truth)."""
-    tv = _truth_values(truth)
+def summarise(posterior: Any, truth: Any = None, names: Mapping[str, str] | None = None) -> dict:
+    """A JSON-serialisable summary: channels, momentum, composition, energies (with truth).
+    ``names``: our variable names -> the simulator's, where they differ."""
+    posterior = _renamed(posterior, names)
+    tv = _truth_values(truth, names)
     probs = channel_probabilities(posterior)
     order = np.argsort(-probs)
     true_channel = _number(tv.get("channel")) if "channel" in tv else None
@@ -218,17 +242,19 @@ def plot_calorimeter(deposits: np.ndarray, path: str,
 
 
 def report(posterior: Any, truth: Any = None, output_dir: str | os.PathLike | None = None,
-           observation: np.ndarray | None = None) -> dict:
+           observation: np.ndarray | None = None, names: Mapping[str, str] | None = None) -> dict:
     """Summaries (returned, and written as ``tau_summary.json``) and PNG plots in ``output_dir``.
 
     ``observation``: the observed calorimeter to draw; by default the true event's.
+    ``names``: our variable names -> the simulator's, where they differ.
     """
-    summary = summarise(posterior, truth)
+    summary = summarise(posterior, truth, names)
+    posterior = _renamed(posterior, names)
     if output_dir is None:
         return summary
     out = os.fspath(output_dir)
     os.makedirs(out, exist_ok=True)
-    tv = _truth_values(truth)
+    tv = _truth_values(truth, names)
     true_channel = summary["channel"].get("true_index")
     plots = {}
     path = os.path.join(out, "tau_channels.png")
