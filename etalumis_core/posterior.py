@@ -463,6 +463,12 @@ class Posterior:
                     meta[table].append(column.meta())
             write_json(f, "meta", {"tables": meta, "metadata": self.metadata})
 
+    def to_arviz(self, path: str | os.PathLike, seed: int = 0) -> None:
+        """Write a netCDF4 file that ``arviz.from_netcdf`` reads (see :mod:`.data.arviz`)."""
+        from .data.arviz import export_arviz
+
+        export_arviz(self, path, seed)
+
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Posterior":
         from .data.hdf5 import open_h5, read_json, read_strings

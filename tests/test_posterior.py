@@ -120,3 +120,25 @@ def test_r_hat_detects_chains_that_disagree():
     assert et.Posterior.concat([a, b], separate_chains=True).r_hat("x") > 1.5
     acf = good.autocorrelation("mu", 10)
     assert acf[0] == pytest.approx(1.0) and acf[10] < acf[1]
+
+
+def test_arviz_export_has_the_netcdf_group_layout(tmp_path):
+    import h5netcdf
+
+    mcmc = et.infer(gaussian_unknown_mean, observe={"obs0": 8.0, "obs1": 9.0}, engine="rmh",
+                    num_traces=300, chains=3, seed=0)
+    mcmc.to_arviz(tmp_path / "mcmc.nc")
+    with h5netcdf.File(tmp_path / "mcmc.nc", "r") as f:
+        mu = f.groups["posterior"].variables["mu"]
+        assert mu.dimensions == ("chain", "draw")
+        assert mu.shape == (3, 100)
+        assert np.allclose(np.sort(mu[...].ravel()), np.sort(mcmc.marginal("mu").values))
+        assert f.groups["sample_stats"].variables["log_weight"].shape == (3, 100)
+    weighted = et.infer(gaussian_unknown_mean, observe={"obs0": 8.0, "obs1": 9.0},
+                        num_traces=2000, seed=0)
+    weighted.to_arviz(tmp_path / "is.nc")
+    with h5netcdf.File(tmp_path / "is.nc", "r") as f:
+        draws = f.groups["posterior"].variables["mu"][...]
+    assert draws.shape == (1, 2000)
+    m = weighted.marginal("mu")
+    assert abs(draws.mean() - m.mean) < 4 * m.stddev / np.sqrt(weighted.ess)

@@ -68,6 +68,7 @@ def run_inference(simulator: SimulatorSpec, engine: Engine, executor: Executor,
     os.makedirs(output_dir, exist_ok=True)
     posterior = engine.run(simulator, observations, num_traces, seed, executor, progress)
     posterior.save(os.path.join(output_dir, "posterior.h5"))
+    posterior.to_arviz(os.path.join(output_dir, "posterior_arviz.nc"))
     meta = posterior.metadata
     summary: dict[str, Any] = {
         "engine": meta.get("engine"), "engine_options": meta.get("options"),
