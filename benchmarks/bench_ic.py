@@ -71,6 +71,12 @@ def mcmc_ess(x: np.ndarray) -> float:
     return n / (1.0 + 2.0 * total)
 
 
+def ess_table(title: str, ic: float, rmh: float) -> None:
+    print(f"\n{title}")
+    print(f"{'':40s} {'IC':>14s} {'RMH':>14s} {'IC/RMH':>8s}")
+    print(f"{'ESS per CPU-second':40s} {ic:14.1f} {rmh:14.1f} {ic / rmh:7.1f}x")
+
+
 def network_options(lstm_dim: int) -> dict:
     return dict(embedding_dim=64, lstm_dim=lstm_dim, address_embedding_dim=64,
                 sample_embedding_dim=4, distribution_embedding_dim=8, head_hidden_dim=lstm_dim // 2,
@@ -106,7 +112,7 @@ def ess_per_cpu_second(simulator, observe: dict, key: str, network, n_ic: int, n
                     num_traces=n_ic, seed=seed, progress=False)
     ic_cpu = time.process_time() - cpu
     cpu = time.process_time()
-    mh = et.infer(simulator, observe=observe, engine="rmh", num_traces=n_mh, seed=seed,
+    mh = et.infer(simulator, observe=observe, engine=et.RandomWalkMH(), num_traces=n_mh, seed=seed,
                   progress=False)
     mh_cpu = time.process_time() - cpu
     _, values = mh.values_of(key)
@@ -127,8 +133,11 @@ def tau_decay(args, out: str) -> None:
     import torch
     from etalumis_core.nn import ProposalNetwork, Trainer
 
-    plugins = et.load_plugins()
-    spec = et.SimulatorSpec(plugins.simulators.get("toy_tau_decay").factory, name="toy_tau_decay")
+    from etalumis_toy_tau_decay.plugin import etalumis_register_simulators
+
+    found: dict = {}
+    etalumis_register_simulators(lambda name, factory, description="": found.update({name: factory}))
+    spec = et.SimulatorSpec(found["toy_tau_decay"], name="toy_tau_decay")
     sim = spec.build()
     truth = et.simulate(sim, seed=7)
     observe = et.observations_of(truth)
@@ -143,9 +152,8 @@ def tau_decay(args, out: str) -> None:
         network, spec, out + "/tau", steps=10 ** 6, batch_size=args.batch_size)
     train_cpu = time.process_time() - cpu
     ic_rate, mh_rate, info = ess_per_cpu_second(sim, observe, "px", network, 500, 2000)
-    table(f"toy_tau_decay: ESS per CPU-second of px (IC trained {result.traces} traces, "
-          f"{train_cpu:.0f} CPU-s)",
-          [("IC vs RMH", ic_rate, mh_rate, "ESS/CPU-s; last column is IC/RMH")])
+    ess_table(f"toy_tau_decay: ESS per CPU-second of px (IC trained on {result.traces} traces, "
+              f"{train_cpu:.0f} CPU-s)", ic_rate, mh_rate)
     print(f"  truth px={truth.named('px').value:.3f}; {info}")
 
 
@@ -177,8 +185,7 @@ def main() -> None:
         obs = {"obs0": 8.0, "obs1": 9.0}
         ic_rate, mh_rate, info = ess_per_cpu_second(models.make_gaussian(), obs, "mu",
                                                     result.network, 4000, 8000)
-        table("Gaussian model: ESS per CPU-second of mu (inference only)",
-              [("IC vs RMH", ic_rate, mh_rate, "ESS/CPU-s; last column is IC/RMH")])
+        ess_table("Gaussian model: ESS per CPU-second of mu (inference only)", ic_rate, mh_rate)
         print(f"  exact mean {models.gaussian_posterior([8, 9])[0]:.4f}; {info}")
         if not args.skip_tau:
             tau_decay(args, out)

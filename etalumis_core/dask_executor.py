@@ -77,7 +77,7 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import cloudpickle
 import distributed
@@ -95,10 +95,10 @@ PLUGIN_NAME = "etalumis-simulators"
 class SimulatorCache(WorkerPlugin):
     """A worker's simulators, built on first use and closed when the worker shuts down.
 
-    Keyed by ``(spec token, thread)``: each worker thread gets its own simulator, because a
-    simulator (a PPX process above all) serves one trace at a time. At most ``max_simulators``
-    are kept; the least recently used is closed to make room (a worker serving several runs
-    with different simulators one after the other).
+    Keyed by spec token, then by thread: each worker thread gets its own simulator, because a
+    simulator (a PPX process above all) serves one trace at a time. Simulators of at most
+    ``max_simulators`` specs are kept; those of the least recently used spec are closed to make
+    room (a worker serving several runs with different simulators one after the other).
     """
 
     name = PLUGIN_NAME
@@ -107,11 +107,11 @@ class SimulatorCache(WorkerPlugin):
     idempotent = True
 
     def __init__(self, max_simulators: int = 4) -> None:
-        self.max_simulators = max_simulators
+        self.max_simulators = max(1, int(max_simulators))
         self._setup_state()
 
     def _setup_state(self) -> None:
-        self._simulators: OrderedDict[tuple[str, int], Simulator] = OrderedDict()
+        self._simulators: OrderedDict[str, dict[int, Simulator]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
@@ -126,28 +126,32 @@ class SimulatorCache(WorkerPlugin):
         self._setup_state()
 
     def get(self, token: str, payload: bytes) -> Simulator:
-        key = (token, threading.get_ident())
+        thread = threading.get_ident()
         with self._lock:
-            simulator = self._simulators.get(key)
-            if simulator is not None:
-                self._simulators.move_to_end(key)
-                return simulator
+            per_thread = self._simulators.get(token)
+            if per_thread is not None:
+                self._simulators.move_to_end(token)
+                if thread in per_thread:
+                    return per_thread[thread]
+        # Built outside the lock: launching a simulator process may take seconds.
         simulator = _build(payload)
-        evicted = []
+        evicted: list[Simulator] = []
         with self._lock:
-            self._simulators[key] = simulator
+            self._simulators.setdefault(token, {})[thread] = simulator
+            self._simulators.move_to_end(token)
             while len(self._simulators) > self.max_simulators:
-                evicted.append(self._simulators.popitem(last=False)[1])
+                evicted += self._simulators.popitem(last=False)[1].values()
         for old in evicted:
             _close_quietly(old)
         return simulator
 
     def __len__(self) -> int:
-        return len(self._simulators)
+        return sum(len(per_thread) for per_thread in self._simulators.values())
 
     def teardown(self, worker: Any) -> None:
         with self._lock:
-            simulators = list(self._simulators.values())
+            simulators = [simulator for per_thread in self._simulators.values()
+                          for simulator in per_thread.values()]
             self._simulators.clear()
         for simulator in simulators:
             _close_quietly(simulator)

@@ -214,3 +214,22 @@ def test_missing_dask_names_the_extra(monkeypatch):
     plugins = load_plugins(load_entry_points=False)
     with pytest.raises(PluginError, match=r"pip install 'etalumis-core\[dask\]'"):
         plugins.executors.create("dask", n_workers=1)
+
+
+def test_worker_cache_keeps_one_simulator_per_spec_and_thread(tmp_path):
+    from etalumis_core.dask_executor import SimulatorCache
+
+    cache = SimulatorCache(max_simulators=1)
+    cache.setup(worker=None)
+    first = cloudpickle.dumps(SimulatorSpec(Gaussian, {"record_dir": str(tmp_path)}))
+    a = cache.get("a", first)
+    assert cache.get("a", first) is a
+    other = []
+    thread = threading.Thread(target=lambda: other.append(cache.get("a", first)))
+    thread.start()
+    thread.join()
+    assert other[0] is not a and len(cache) == 2     # one per thread
+    b = cache.get("b", first)                        # a second spec evicts the first's
+    assert a.closed and other[0].closed and not b.closed and len(cache) == 1
+    cache.teardown(worker=None)
+    assert b.closed and len(cache) == 0

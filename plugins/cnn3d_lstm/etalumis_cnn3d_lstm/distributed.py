@@ -429,11 +429,11 @@ class DistributedTrainer(Trainer):
                 old = merged.get(address)
                 if old is None or info[3] > old[3]:
                     merged[address] = info
-        sites = [(a, *merged[a]) for a in sorted(merged) if a not in net.address_ids]
-        params = net.ensure_sites(sites)
+        new = [a for a in sorted(merged) if a not in net.address_ids]
+        params = net.ensure_sites([(a, *merged[a]) for a in sorted(merged)])
         comm.broadcast_tensors(params)
         if params:
-            self.add_param_group([n for s in sites for n in net.site_parameter_names(s[0])])
+            self.add_param_group([n for a in new for n in net.site_parameter_names(a)])
 
     def after_backward(self) -> None:
         """Sum every parameter's weighted gradient over ranks (None counts as zeros); a
@@ -452,7 +452,7 @@ class DistributedTrainer(Trainer):
         reduced = flat[:-len(params)].split(sizes)
         any_touched = flat[-len(params):]
         for p, g, t in zip(params, reduced, any_touched.tolist()):
-            p.grad = g.view_as(p).clone() if t > 0 else None
+            p.grad = g.view_as(p) if t > 0 else None
 
     def reduce_loss(self, loss: float) -> float:
         """Average the loss over the global batch; gather per-rank throughput; stop every rank

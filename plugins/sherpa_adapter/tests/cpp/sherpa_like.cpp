@@ -289,7 +289,7 @@ void run_trace() {
   for (int c = 0; c < 38; ++c) probs[c] = CHANNELS[c].br;
   int channels_to_visit = g_list ? 38 : 1;
   for (int visit = 0; visit < channels_to_visit; ++visit) {
-    int channel = g_list ? visit : categorical(channel_address(), probs);
+    int channel = g_list ? (channel_address(), visit) : categorical(channel_address(), probs);
     if (channel < 0 || channel >= 38) fail("channel out of range");
     const char* products = CHANNELS[channel].products;
     int n = static_cast<int>(std::strlen(products));
