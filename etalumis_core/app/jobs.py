@@ -225,7 +225,52 @@ def dataset_from_config(cfg: Any, output_dir: str) -> Any:
     return result
 
 
-def train_from_config(cfg: Any, output_dir: str) -> Any:
-    from ..nn.training import train_from_config as train
+def run_training(simulator: SimulatorSpec, trainer: Any, output_dir: str, num_traces: int,
+                 batch_size: int, proposal: str = "feedforward",
+                 proposal_options: Mapping[str, Any] | None = None,
+                 network_options: Mapping[str, Any] | None = None,
+                 dataset: str | None = None, resume: bool = True) -> dict:
+    """Train an inference network online (fresh traces from ``simulator``) or from a dataset
+    directory; writes ``network.pt``, ``checkpoint.pt``, ``training_log.csv`` and ``loss.png``.
+    A checkpoint already in ``output_dir`` is resumed exactly."""
+    from ..data.dataset import TraceDataset
+    from ..nn.network import ProposalNetwork
 
-    return train(cfg, output_dir, load_plugins())
+    options = dict(embedding=proposal, embedding_options=dict(proposal_options or {}),
+                   **dict(network_options or {}))
+    if dataset:
+        data: Any = TraceDataset(dataset)
+        network = ProposalNetwork.for_dataset(data, **options)
+    else:
+        data = simulator.build()
+        network = ProposalNetwork.for_simulator(data, **options)
+        network.simulator = simulator.name
+    try:
+        result = trainer.train(network, data, output_dir, num_traces=num_traces,
+                               batch_size=batch_size, resume=resume)
+    finally:
+        if not dataset:
+            data.close()
+    summary = {"simulator": simulator.name, "proposal": proposal, "dataset": dataset,
+               "num_traces": num_traces, "batch_size": batch_size,
+               "network": os.path.join(output_dir, "network.pt"),
+               "result": {k: v for k, v in vars(result).items()
+                          if isinstance(v, (int, float, str, list)) and k != "losses"}}
+    write_json(os.path.join(output_dir, "summary.json"), summary)
+    return summary
+
+
+def train_from_config(cfg: Any, output_dir: str) -> dict:
+    from omegaconf import OmegaConf
+
+    plugins = load_plugins()
+    spec = simulator_spec(plugins, cfg.simulator)
+    trainer = plugins.trainers.create(cfg.trainer.name, seed=int(cfg.seed), **_params(cfg.trainer))
+    network_options = OmegaConf.to_container(cfg.proposal.get("network") or {}, resolve=True)
+    target = cfg.get("output") or output_dir
+    summary = run_training(spec, trainer, target, int(cfg.num_traces), int(cfg.batch_size),
+                           cfg.proposal.name, _params(cfg.proposal), network_options,
+                           cfg.get("dataset"), resume=True)
+    print(f"network written to {summary['network']} (use it with engine=ic "
+          f"engine.params.network={summary['network']})")
+    return summary
