@@ -250,8 +250,11 @@ class PPXSimulator(Simulator):
         sock.setsockopt(zmq.SNDTIMEO, max(1, int(self.timeout * 1000)))
         sock.connect(self.address)
         self._res.socket = sock
+        self._handshake(self.startup_timeout)
+
+    def _handshake(self, timeout: float) -> None:
         try:
-            reply = self._exchange(_HANDSHAKE, self.startup_timeout, "the handshake")
+            reply = self._exchange(_HANDSHAKE, timeout, "the handshake")
             msg = decode(reply)
             if type(msg) is not HandshakeResult:
                 raise ProtocolError(f"expected HandshakeResult in reply to Handshake, got "
@@ -265,6 +268,41 @@ class PPXSimulator(Simulator):
         self.system_name, self.model_name = msg.system_name, msg.model_name
         log.debug("connected to %s: system %r, model %r", self.address, msg.system_name,
                   msg.model_name)
+
+    # -- health ----------------------------------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        """The launched simulator's process id, while it runs."""
+        proc = self._res.process
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    def is_alive(self) -> bool:
+        """Whether a launched simulator is running (True for one we only connect to: only a
+        handshake can tell)."""
+        return self.command is None or self.pid is not None
+
+    def health_check(self, restart: bool = True) -> dict:
+        """Between traces: make sure the simulator is up and answering. A running simulator is
+        sent a handshake (PPX's only "are you there"), not relaunched, since initialising a
+        large simulator is expensive; one that is down or does not answer is restarted (or,
+        with ``restart=False``, reported with :class:`SimulatorError`)."""
+        restarted = False
+        if not self.is_alive() or self._res.socket is None:
+            self.restart()
+            restarted = True
+        else:
+            try:
+                self._handshake(self.timeout)
+            except SimulatorError as error:
+                if not restart:
+                    raise SimulatorError(f"{self._describe()} failed its health check: "
+                                         f"{error}") from error
+                log.warning("%s failed its health check (%s); restarting it", self._describe(),
+                            error)
+                self.restart()
+                restarted = True
+        return {"pid": self.pid, "launches": self.launches, "model_name": self.model_name,
+                "system_name": self.system_name, "restarted": restarted}
 
     def _hard_reset(self) -> None:
         """After any failure: the socket is out of step and a launched process is suspect."""

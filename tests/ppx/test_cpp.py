@@ -4,7 +4,6 @@ by the etalumis engine: wire compatibility with native front ends."""
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,37 +12,21 @@ import pytest
 
 import etalumis_core as et
 from etalumis_core.ppx import PPXSimulator, wire
+from etalumis_core.ppx.native import build_native_simulator, missing_build_tools
 from etalumis_core.simulator import run_trace
 
 from .served_models import simulator as local_simulator
 
 HERE = Path(__file__).resolve().parent
-SCHEMA = HERE.parents[1] / "etalumis_core" / "ppx" / "ppx.fbs"
 OBS = {"obs0": 8.0, "obs1": 9.0}
-
-
-def _missing() -> str | None:
-    if shutil.which("g++") is None:
-        return "g++"
-    if shutil.which("flatc") is None:
-        return "flatc (apt: flatbuffers-compiler)"
-    for header in ("/usr/include/zmq.h", "/usr/include/flatbuffers/flatbuffers.h"):
-        if not Path(header).exists():
-            return f"{header} (apt: libzmq3-dev / libflatbuffers-dev)"
-    return None
 
 
 @pytest.fixture(scope="module")
 def cpp_simulator(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    missing = _missing()
+    missing = missing_build_tools()
     if missing:
         pytest.skip(f"cannot build the C++ PPX simulator: {missing} is not installed")
-    build = tmp_path_factory.mktemp("cpp")
-    subprocess.run(["flatc", "--cpp", "-o", str(build), str(SCHEMA)], check=True)
-    binary = build / "gaussian_sim"
-    subprocess.run(["g++", "-O2", "-std=c++17", "-I", str(build), str(HERE / "cpp" / "gaussian_sim.cpp"),
-                    "-o", str(binary), "-lzmq"], check=True)
-    return binary
+    return build_native_simulator(HERE / "cpp" / "gaussian_sim.cpp", tmp_path_factory.mktemp("cpp"))
 
 
 def test_cpp_verifier_accepts_every_buffer_we_write(cpp_simulator: Path, tmp_path: Path) -> None:
@@ -51,8 +34,8 @@ def test_cpp_verifier_accepts_every_buffer_we_write(cpp_simulator: Path, tmp_pat
 
     binary = cpp_simulator.parent / "verify_buffers"
     if not binary.exists():
-        subprocess.run(["g++", "-std=c++17", "-I", str(cpp_simulator.parent),
-                        str(HERE / "cpp" / "verify_buffers.cpp"), "-o", str(binary)], check=True)
+        build_native_simulator(HERE / "cpp" / "verify_buffers.cpp", cpp_simulator.parent,
+                               flags=(), libraries=())
     paths = []
     for i, msg in enumerate(MESSAGES):
         path = tmp_path / f"{i}.bin"

@@ -27,15 +27,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from etalumis_core.errors import ConfigError, ProtocolError, SimulatorError
-from etalumis_core.ppx import PPXSimulator, wire
+from etalumis_core import ConfigError, PPXSimulator
 
 from .addresses import FRONT_END_PREFIXES, AddressDictionary
 
 log = logging.getLogger(__name__)
 
 CALORIMETER_SHAPE = (35, 35, 20)
-_HANDSHAKE = wire.encode(wire.Handshake("etalumis"))
 NUM_CHANNELS = 38
 DEFAULT_COMMAND = ("Sherpa", "-f", "{run_card}")
 MOMENTUM_NAMES = ("px", "py", "pz")
@@ -228,53 +226,6 @@ class SherpaSimulator(PPXSimulator):
                              self.calorimeter_shape)
 
     # -- the process ---------------------------------------------------------------------------
-    @property
-    def pid(self) -> int | None:
-        """The running Sherpa process's id (None before the first trace or after a failure)."""
-        proc = self._process()
-        return proc.pid if proc is not None and proc.poll() is None else None
-
-    def _process(self) -> Any:
-        # The PPX layer keeps the launched process with the socket in its private resources.
-        res = getattr(self, "_res", None)
-        return getattr(res, "process", None)
-
-    def is_alive(self) -> bool:
-        """Whether a launched Sherpa process is running (always True when connected to an
-        ``address`` we did not launch: only a handshake can tell)."""
-        if self.command is None:
-            return True
-        proc = self._process()
-        return proc is not None and proc.poll() is None
-
-    def health_check(self, restart: bool = True) -> dict:
-        """Make sure a Sherpa process is up and answering, between traces: launch it if none
-        is running, else send it a handshake (PPX's only way to ask "are you there"; a running
-        Sherpa is not relaunched, its initialisation is expensive). With ``restart`` a process
-        that does not answer is replaced; otherwise the failure is raised. Returns ``pid``,
-        ``launches``, ``model_name``, ``system_name`` and whether it was ``restarted``."""
-        restarted = False
-        if not self.is_alive() or getattr(self._res, "socket", None) is None:
-            self.restart()
-            restarted = True
-        else:
-            try:
-                reply = wire.decode(self._exchange(_HANDSHAKE, self.timeout, "a health check"))
-                if type(reply) is not wire.HandshakeResult:
-                    raise ProtocolError(f"expected HandshakeResult in reply to Handshake, got "
-                                        f"{type(reply).__name__}")
-            except (SimulatorError, ProtocolError) as error:
-                self._hard_reset()
-                if not restart:
-                    raise SimulatorError(f"{self._describe()} failed its health check: "
-                                         f"{error}") from error
-                log.warning("%s failed its health check (%s); restarting it", self._describe(),
-                            error)
-                self.restart()
-                restarted = True
-        return {"pid": self.pid, "launches": self.launches, "model_name": self.model_name,
-                "system_name": self.system_name, "restarted": restarted}
-
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the running Sherpa process (for tests and for stuck runs); the next
         trace starts a fresh one."""

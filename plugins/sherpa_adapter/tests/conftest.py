@@ -1,46 +1,28 @@
 """Builds the Sherpa-like C++ PPX simulator (tests/cpp/sherpa_like.cpp) once per session.
 
-The build is the PPX tests' own recipe (flatc's C++ bindings of the core's ppx.fbs, g++,
-libzmq); a test that needs the binary is skipped with the reason when a tool is missing.
+The build is the core's (:func:`etalumis_core.ppx.native.build_native_simulator`); a test that
+needs the binary is skipped with the reason when a tool is missing.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-import etalumis_core
+from etalumis_core.ppx.native import build_native_simulator, missing_build_tools
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "cpp" / "sherpa_like.cpp"
-SCHEMA = Path(etalumis_core.__file__).resolve().parent / "ppx" / "ppx.fbs"
-
-
-def _missing() -> str | None:
-    if shutil.which("g++") is None:
-        return "g++"
-    if shutil.which("flatc") is None:
-        return "flatc (apt: flatbuffers-compiler)"
-    for header in ("/usr/include/zmq.h", "/usr/include/flatbuffers/flatbuffers.h"):
-        if not Path(header).exists():
-            return f"{header} (apt: libzmq3-dev / libflatbuffers-dev)"
-    return None
 
 
 @pytest.fixture(scope="session")
 def sherpa_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    missing = _missing()
+    missing = missing_build_tools()
     if missing:
         pytest.skip(f"cannot build the Sherpa-like C++ PPX simulator: {missing} is not installed")
-    build = tmp_path_factory.mktemp("sherpa_like")
-    subprocess.run(["flatc", "--cpp", "-o", str(build), str(SCHEMA)], check=True)
-    binary = build / "sherpa_like"
-    subprocess.run(["g++", "-O2", "-std=c++17", "-I", str(build), str(SOURCE), "-o", str(binary),
-                    "-lzmq"], check=True)
-    return binary
+    return build_native_simulator(SOURCE, tmp_path_factory.mktemp("sherpa_like"))
 
 
 @pytest.fixture(scope="session")
