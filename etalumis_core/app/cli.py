@@ -66,7 +66,8 @@ def _job(command: str) -> Callable[[Any], Any]:
 
         output_dir = HydraConfig.get().runtime.output_dir
         logging.getLogger().setLevel(cfg.get("log_level", "INFO"))
-        logging.getLogger("matplotlib").setLevel(logging.WARNING)
+        for noisy in ("matplotlib", "distributed"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         return getattr(jobs, f"{command}_from_config")(cfg, output_dir)
 
     run.__name__ = f"etalumis_{command}"
