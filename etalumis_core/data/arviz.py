@@ -14,6 +14,7 @@ import h5netcdf
 import numpy as np
 
 from ..posterior import Posterior
+from .hdf5 import atomic_path
 
 
 def _draw_indices(posterior: Posterior, seed: int) -> np.ndarray:
@@ -29,8 +30,7 @@ def _draw_indices(posterior: Posterior, seed: int) -> np.ndarray:
 def export_arviz(posterior: Posterior, path: str | os.PathLike, seed: int = 0) -> None:
     indices = _draw_indices(posterior, seed)
     chains, draws = indices.shape
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with h5netcdf.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5netcdf.File(tmp, "w") as f:
         for group_name in ("posterior", "sample_stats"):
             group = f.create_group(group_name)
             group.dimensions = {"chain": chains, "draw": draws}
@@ -50,4 +50,3 @@ def export_arviz(posterior: Posterior, path: str | os.PathLike, seed: int = 0) -
                               data=posterior.log_weights[indices])
         f.attrs["inference_library"] = "etalumis"
         f.attrs["engine"] = str(posterior.metadata.get("engine", ""))
-    os.replace(tmp, path)

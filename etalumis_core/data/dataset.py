@@ -38,7 +38,8 @@ from ..executors import Executor, SerialExecutor
 from ..progress import Progress
 from ..simulator import Simulator, SimulatorSpec, run_trace
 from ..trace import trace_type_hash
-from .hdf5 import atomic_h5, open_h5, read_json, read_strings, write_json, write_strings
+from .hdf5 import (atomic_h5, atomic_write_text, open_h5, read_json, read_strings, write_json,
+                   write_strings)
 from .records import (DIST_IDS, DIST_NAMES, FAMILIES, FAMILY_IDS, NUM_STATS, Batch,
                       SampleRecord, TraceRecord, collate, record_from_trace)
 
@@ -128,9 +129,7 @@ def check_inflation(prior_inflation: float | None) -> float | None:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 def write_shard(path: str | os.PathLike, records: Sequence[TraceRecord], attrs: Mapping[str, Any]) -> dict:

@@ -330,11 +330,11 @@ class ProposalNetwork(nn.Module):
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the network (atomically): weights plus a JSON header naming the simulator."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        torch.save({"header": json.dumps(self.header()), "state_dict": self.state_dict()}, tmp)
-        os.replace(tmp, path)
+        from ..data.hdf5 import atomic_path
+
+        with atomic_path(path) as tmp:
+            torch.save({"header": json.dumps(self.header()), "state_dict": self.state_dict()},
+                       tmp)
 
     @classmethod
     def from_header(cls, header: Mapping[str, Any], plugins: Any = None) -> "ProposalNetwork":

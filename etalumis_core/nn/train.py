@@ -26,11 +26,12 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 
+from ..data.hdf5 import atomic_path
 from ..data.records import Batch, collate, record_from_trace
 from ..errors import ConfigError
 from ..progress import Progress
@@ -460,11 +461,10 @@ class Trainer:
                   "network": self.network.header(), "param_groups": self.param_groups,
                   "losses": losses, "validation": validation,
                   "source": self.source.describe() if hasattr(self.source, "describe") else {}}
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        torch.save({"header": json.dumps(header), "network": self.network.state_dict(),
-                    "optimizer": self.optimizer.state_dict(),
-                    "torch_rng": torch.get_rng_state()}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save({"header": json.dumps(header), "network": self.network.state_dict(),
+                        "optimizer": self.optimizer.state_dict(),
+                        "torch_rng": torch.get_rng_state()}, tmp)
 
     def load_checkpoint(self, path: Path) -> tuple[list[float], list[tuple[int, float]]]:
         data = torch.load(path, map_location="cpu", weights_only=True)
