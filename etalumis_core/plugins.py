@@ -44,6 +44,7 @@ class Registry:
 
     kind: str
     entries: dict[str, Entry] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)   # plugins that failed to import
 
     def add(self, name: str, factory: Callable[..., Any], plugin: str, description: str = "") -> None:
         if not isinstance(name, str) or not name:
@@ -63,6 +64,8 @@ class Registry:
             message = f"unknown {self.kind[:-1]} {name!r}; installed: {options or 'none'}"
             if hint:
                 message += f". {name!r} is provided by {hint}"
+            for plugin, error in self.failed.items():
+                message += f". Plugin {plugin!r} failed to import ({error})"
             raise PluginError(message)
         return entry
 
@@ -78,7 +81,8 @@ class Plugins:
 
     def __init__(self, manager: pluggy.PluginManager) -> None:
         self.manager = manager
-        self.registries = {kind: Registry(kind) for kind in hooks.KINDS}
+        failed = getattr(manager, "failed", {})
+        self.registries = {kind: Registry(kind, failed=failed) for kind in hooks.KINDS}
         self.config_paths: list[tuple[str, str]] = []
         # Hook implementations are called one by one (in registration order: built-ins first)
         # so that every name is attributed to the plugin that registered it.
@@ -111,6 +115,9 @@ class Plugins:
                 out[entry.plugin][kind].append(entry.name)
         for plugin, path in self.config_paths:
             out[plugin]["config_paths"].append(path)
+        for name, error in getattr(self.manager, "failed", {}).items():
+            dist = self._distribution(name)
+            out[name] = {"distribution": dist[0], "version": dist[1], "error": error}
         return out
 
     def _distribution(self, plugin_name: str) -> tuple[str, str]:
@@ -138,12 +145,20 @@ def _entry_point_distributions() -> list[tuple[str, str, set[str]]]:
     return [(d, v, n) for d, (v, n) in found.items()]
 
 
-def make_plugin_manager(load_entry_points: bool = True, extra: list[tuple[str, Any]] = ()) -> pluggy.PluginManager:
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, remembering the plugins that failed to import (name -> error)."""
+
+    def __init__(self) -> None:
+        super().__init__(hooks.PROJECT)
+        self.failed: dict[str, str] = {}
+
+
+def make_plugin_manager(load_entry_points: bool = True, extra: list[tuple[str, Any]] = ()) -> PluginManager:
     """A fresh plugin manager: the core's built-ins, then ``extra`` (for tests), then every
     entry point in the ``etalumis`` group. Implementations matching no spec are errors."""
     from . import builtins
 
-    manager = pluggy.PluginManager(hooks.PROJECT)
+    manager = PluginManager()
     manager.add_hookspecs(hooks)
     manager.register(builtins, name=BUILTIN)
     for name, plugin in extra:
@@ -155,8 +170,13 @@ def make_plugin_manager(load_entry_points: bool = True, extra: list[tuple[str, A
             try:
                 plugin = ep.load()
             except Exception as error:
-                raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to import: "
-                                  f"{type(error).__name__}: {error}") from error
+                # One broken plugin must not take every command down with it: it is reported
+                # by `etalumis plugins` and in the error for any name it would have provided.
+                message = f"{type(error).__name__}: {error}"
+                log.warning("plugin %r (%s) failed to import and is skipped: %s", ep.name,
+                            ep.value, message)
+                manager.failed[ep.name] = message
+                continue
             manager.register(plugin, name=ep.name)
     try:
         manager.check_pending()

@@ -59,3 +59,18 @@ def test_entry_point_plugins_are_loaded():
     for name, entry in plugins.simulators.entries.items():
         assert name in described[entry.plugin]["simulators"]
     assert "gaussian" in names
+
+
+def test_a_plugin_that_fails_to_import_is_reported_not_fatal(monkeypatch, caplog):
+    import importlib.metadata as md
+
+    broken = md.EntryPoint("broken", "no_such_module_xyz.plugin", "etalumis")
+    real = md.entry_points
+    monkeypatch.setattr(md, "entry_points",
+                        lambda group=None: [*real(group=group), broken])
+    plugins = load_plugins()
+    assert "gaussian" in plugins.simulators.names()
+    assert "no_such_module_xyz" in plugins.describe()["broken"]["error"]
+    assert "failed to import" in caplog.text
+    with pytest.raises(et.PluginError, match=r"Plugin 'broken' failed to import"):
+        plugins.simulators.get("nonexistent")
