@@ -91,23 +91,30 @@ class LightweightMH(Engine):
         Steps discarded at the start of each chain.
     thinning:
         Keep every ``thinning``-th state.
+    initial_traces:
+        Each chain starts from the most likely of this many prior draws. With a sharp
+        likelihood a chain started at a random prior draw can take very long to find the
+        posterior's mass; any start is valid, burn-in then forgets it.
     """
 
     name = "lmh"
 
     def __init__(self, chains: int = 1, burn_in: int = 0, thinning: int = 1,
-                 retries: int = 3, max_value_size: int = 4096) -> None:
-        if chains < 1 or burn_in < 0 or thinning < 1:
-            raise ValueError(f"need chains >= 1, burn_in >= 0, thinning >= 1; got chains={chains}, "
-                             f"burn_in={burn_in}, thinning={thinning}")
+                 initial_traces: int = 1, retries: int = 3, max_value_size: int = 4096) -> None:
+        if chains < 1 or burn_in < 0 or thinning < 1 or initial_traces < 1:
+            raise ValueError(f"need chains >= 1, burn_in >= 0, thinning >= 1, initial_traces >= 1; "
+                             f"got chains={chains}, burn_in={burn_in}, thinning={thinning}, "
+                             f"initial_traces={initial_traces}")
         self.chains = int(chains)
         self.burn_in = int(burn_in)
         self.thinning = int(thinning)
+        self.initial_traces = int(initial_traces)
         self.retries = int(retries)
         self.max_value_size = int(max_value_size)
 
     def options(self) -> dict:
-        return {"chains": self.chains, "burn_in": self.burn_in, "thinning": self.thinning}
+        return {"chains": self.chains, "burn_in": self.burn_in, "thinning": self.thinning,
+                "initial_traces": self.initial_traces}
 
     def step_value(self, variable: Any, rng: np.random.Generator) -> Any:
         """The proposed value at the chosen site, or ``_MISSING`` to redraw from the prior."""
@@ -119,7 +126,8 @@ class LightweightMH(Engine):
                      for c in range(self.chains)]
         items = [(self, observations, seed, c, n, simulator_name(simulator))
                  for c, n in enumerate(per_chain) if n]
-        steps = [self.burn_in + n * self.thinning for n in per_chain if n]
+        steps = [self.initial_traces - 1 + self.burn_in + n * self.thinning
+                 for n in per_chain if n]
         with Progress(sum(steps), f"{self.name} chains", progress, unit="step") as bar:
             parts = executor.map(_run_chain, items, simulator, bar, weights=steps)
         posterior = Posterior.concat(parts)
@@ -146,9 +154,9 @@ class RandomWalkMH(LightweightMH):
     name = "rmh"
 
     def __init__(self, chains: int = 1, burn_in: int = 0, thinning: int = 1,
-                 prior_probability: float = 0.2, scale: float = 0.2, retries: int = 3,
-                 max_value_size: int = 4096) -> None:
-        super().__init__(chains, burn_in, thinning, retries, max_value_size)
+                 initial_traces: int = 1, prior_probability: float = 0.2, scale: float = 0.2,
+                 retries: int = 3, max_value_size: int = 4096) -> None:
+        super().__init__(chains, burn_in, thinning, initial_traces, retries, max_value_size)
         if not 0.0 <= prior_probability <= 1.0 or not scale > 0:
             raise ValueError(f"need 0 <= prior_probability <= 1 and scale > 0; got "
                              f"prior_probability={prior_probability}, scale={scale}")
@@ -195,6 +203,11 @@ def _run_chain(simulator: Simulator, item: tuple, report: Callable[[int], None])
     retries = engine.retries
     current = run_trace(simulator, controller, retries)
     controller.check_observations_used(name)
+    for _ in range(engine.initial_traces - 1):
+        candidate = run_trace(simulator, controller, retries)
+        if candidate.log_weight > current.log_weight:
+            current = candidate
+        report(1)
     if not current.controlled_addresses:
         raise ValueError(f"simulator {name!r} has no controlled random choices: MH has nothing "
                          f"to propose; use importance sampling")

@@ -9,8 +9,9 @@ Every process (a *rank*) holds a full copy of the network; a step is:
    same (sorted) order, initialised by rank 0 (so all ranks keep identical parameter lists;
    pre-scanning the data first makes this a no-op);
 3. forward and backward on the local slice; every parameter's gradient, weighted by the
-   slice's share of the global batch, is summed over ranks in one flat buffer (a parameter no
-   rank touched keeps ``grad=None``, exactly as in a single-process step on the global batch);
+   slice's share of the global batch, is summed over ranks in one flat buffer (None counts
+   as zeros; a parameter no rank touched keeps ``grad=None`` and stays out of the buffer,
+   exactly as in a single-process step on the global batch);
 4. the optimizer (Adam or SGD, optionally wrapped in LARC) steps on every rank alike.
 
 The global minibatch of a step depends only on the seed, the step and the global batch size,
@@ -199,6 +200,43 @@ def split_range(n: int, rank: int, world_size: int) -> tuple[int, int]:
     return n * rank // world_size, n * (rank + 1) // world_size
 
 
+# Cost model of a rank's slice: each trace type in it costs one LSTM pass whose steps run a
+# few small layers whatever the number of traces (PASS_STEP_COST per step), and each trace
+# costs TRACE_COST more (reading it, its observation embedding, its share of the batched
+# layers). Measured on toy_tau_decay with a small 3-D CNN: a pass step ~2.8 ms, a trace
+# ~5 ms; only the ratio matters.
+PASS_STEP_COST = 1.0
+TRACE_COST = 2.0
+
+
+def balanced_cuts(types: np.ndarray, lengths: np.ndarray, world_size: int) -> np.ndarray:
+    """Boundaries ``(world_size + 1,)`` cutting traces sorted by type into contiguous slices
+    of about equal cost (see :data:`PASS_STEP_COST`, :data:`TRACE_COST`), each slice holding
+    at least one trace.
+
+    Slices of different sizes are fine: the trainer weights each rank's gradient by its share
+    of the global batch, so the global gradient does not depend on the cuts.
+    """
+    n = len(types)
+    if world_size == 1:
+        return np.array([0, n])
+    cost = np.empty(n)
+    starts = np.flatnonzero(np.r_[True, types[1:] != types[:-1]])
+    ends = np.r_[starts[1:], n]
+    for a, b in zip(starts, ends):
+        length = max(int(lengths[a]), 1)
+        cost[a:b] = PASS_STEP_COST * length / (b - a) + TRACE_COST
+    cumulative = np.cumsum(cost)
+    targets = cumulative[-1] * np.arange(1, world_size) / world_size
+    cuts = np.searchsorted(cumulative, targets, side="left") + 1
+    # at least one trace per rank, in order
+    cuts = np.clip(cuts, np.arange(1, world_size), n - world_size + np.arange(1, world_size))
+    cuts = np.maximum.accumulate(cuts)
+    for i in range(1, len(cuts)):
+        cuts[i] = max(cuts[i], cuts[i - 1] + 1)
+    return np.r_[0, cuts, n]
+
+
 # ----------------------------------------------------------------------------------------------
 # Data sources: each rank's slice of a global minibatch that does not depend on the world size
 
@@ -209,7 +247,8 @@ class ShardedDatasetSource:
     Epoch ``e`` visits the training traces in the order ``chunk_rng(seed, e).permutation``
     (as the core's :class:`~etalumis_core.nn.DatasetSource`); the global batch of a step is the
     next ``batch_size`` of them. Those traces are sorted by trace type (stable) and dealt out
-    in contiguous slices, so each rank sees few trace types. With ``bucket_window`` W > 1 the
+    in contiguous slices of about equal cost (not necessarily of equal size), so each rank
+    sees few trace types and no rank waits long for another. With ``bucket_window`` W > 1 the
     traces of W consecutive global batches are sorted together and cut into W batches (visited
     in a shuffled order): most batches then hold a single trace type, at the price of batches
     that are no longer i.i.d. W = 1 leaves each global batch's content, hence its gradient,
@@ -233,6 +272,7 @@ class ShardedDatasetSource:
         self.bucket_window = int(bucket_window)
         self._epoch: tuple[int, np.ndarray] | None = None
         self._window: tuple[tuple, np.ndarray] | None = None
+        self._type_lengths = np.array([len(t) for t in self.dataset.trace_types] or [0])
 
     def shard(self, rank: int, num_ranks: int) -> "ShardedDatasetSource":
         return ShardedDatasetSource(self.dataset, self.seed, self.validation_size, rank,
@@ -263,10 +303,12 @@ class ShardedDatasetSource:
         return self._window[1][pos - first]
 
     def batch(self, step: int, batch_size: int) -> Batch:
-        """This rank's slice of the global batch of ``batch_size`` traces."""
+        """This rank's slice of the global batch of ``batch_size`` traces (cut so that ranks
+        have about the same work, see :func:`balanced_cuts`)."""
         ids = self.global_ids(step, batch_size)
-        a, b = split_range(batch_size, self.rank, self.num_ranks)
-        return self.dataset.batch(ids[a:b])
+        types = self.dataset.trace_type[ids]
+        cuts = balanced_cuts(types, self._type_lengths[types], self.num_ranks)
+        return self.dataset.batch(ids[cuts[self.rank]:cuts[self.rank + 1]])
 
     def validation_batch(self, size: int) -> Batch:
         size = min(size, self.validation_size)
@@ -437,22 +479,29 @@ class DistributedTrainer(Trainer):
 
     def after_backward(self) -> None:
         """Sum every parameter's weighted gradient over ranks (None counts as zeros); a
-        parameter no rank touched goes back to ``grad=None``, as in a single-process step."""
+        parameter no rank touched goes back to ``grad=None``, as in a single-process step.
+
+        Two messages: which parameters any rank touched (one flag each), then the gradients
+        of those only, in one flat buffer. Most per-address layers are idle in a given step
+        (a minibatch meets a fraction of the addresses), so the second message is much
+        smaller than the network.
+        """
         comm = self.comm
         if comm.world_size == 1:
             return
         params = [p for p in self.network.parameters() if p.requires_grad]
+        flags = comm.all_reduce_sum(torch.tensor([p.grad is not None for p in params],
+                                                 dtype=torch.float32))
+        active = [p for p, f in zip(params, flags.tolist()) if f > 0]
+        if not active:
+            return
         weight = self._local_size / max(self._global_size, 1)
-        touched = torch.tensor([p.grad is not None for p in params], dtype=torch.float32)
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                          for p in params] + [touched])
-        flat[:-len(params)].mul_(weight)
+                          for p in active])
+        flat.mul_(weight)
         flat = comm.all_reduce_sum(flat)
-        sizes = [p.numel() for p in params]
-        reduced = flat[:-len(params)].split(sizes)
-        any_touched = flat[-len(params):]
-        for p, g, t in zip(params, reduced, any_touched.tolist()):
-            p.grad = g.view_as(p) if t > 0 else None
+        for p, g in zip(active, flat.split([p.numel() for p in active])):
+            p.grad = g.view_as(p)
 
     def reduce_loss(self, loss: float) -> float:
         """Average the loss over the global batch; gather per-rank throughput; stop every rank
@@ -573,6 +622,7 @@ class DistributedTrainer(Trainer):
             self._window: deque = deque(maxlen=max(int(o["log_interval"]), 1))
             self._throughput_rows: list[list] = []
             if rank == 0 and not resuming:
+                Path(output_dir).mkdir(parents=True, exist_ok=True)
                 (Path(output_dir) / THROUGHPUT_CSV).unlink(missing_ok=True)
             total = int(steps) if steps is not None else (
                 math.ceil(num_traces / batch_size) if num_traces is not None else 0)
