@@ -23,7 +23,7 @@ GROUPS = {"simulator": "simulators", "engine": "engines", "executor": "executors
           "proposal": "proposals", "trainer": "trainers"}
 # The options each job selects by default (see conf/*.yaml).
 DEFAULTS = {
-    "infer": {"simulator": "toy_tau_decay", "engine": "rmh", "executor": "serial"},
+    "infer": {"simulator": "toy_tau_decay", "engine": "rmh", "executor": "process"},
     "simulate": {"simulator": "toy_tau_decay"},
     "dataset": {"simulator": "toy_tau_decay", "executor": "serial"},
     "train": {"simulator": "toy_tau_decay", "proposal": "feedforward", "trainer": "single"},
