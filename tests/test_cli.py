@@ -81,8 +81,9 @@ def test_serve_and_infer_over_ppx_from_the_command_line(tmp_path):
                                           "hydra.run.dir=serve"], cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
+        # One served process answers one engine: a serial executor, not a pool of workers.
         run(["simulator=ppx", f"simulator.params.address={address}", "simulator.params.timeout=20",
-             "engine=importance", "num_traces=300", "truth_seed=3", "plots=false",
+             "executor=serial", "engine=importance", "num_traces=300", "truth_seed=3", "plots=false",
              "hydra.run.dir=remote"], tmp_path)
     finally:
         server.terminate()
