@@ -229,13 +229,16 @@ def run_training(simulator: SimulatorSpec, trainer: Any, output_dir: str, num_tr
                  batch_size: int, proposal: str = "feedforward",
                  proposal_options: Mapping[str, Any] | None = None,
                  network_options: Mapping[str, Any] | None = None,
-                 dataset: str | None = None, resume: bool = True) -> dict:
+                 dataset: str | None = None, resume: bool = True, seed: int = 0) -> dict:
     """Train an inference network online (fresh traces from ``simulator``) or from a dataset
     directory; writes ``network.pt``, ``checkpoint.pt``, ``training_log.csv`` and ``loss.png``.
     A checkpoint already in ``output_dir`` is resumed exactly."""
+    import torch
+
     from ..data.dataset import TraceDataset
     from ..nn.network import ProposalNetwork
 
+    torch.manual_seed(seed)  # the network's initial weights are part of the run's result
     options = dict(embedding=proposal, embedding_options=dict(proposal_options or {}),
                    **dict(network_options or {}))
     if dataset:
@@ -270,7 +273,7 @@ def train_from_config(cfg: Any, output_dir: str) -> dict:
     target = cfg.get("output") or output_dir
     summary = run_training(spec, trainer, target, int(cfg.num_traces), int(cfg.batch_size),
                            cfg.proposal.name, _params(cfg.proposal), network_options,
-                           cfg.get("dataset"), resume=True)
+                           cfg.get("dataset"), resume=True, seed=int(cfg.seed))
     print(f"network written to {summary['network']} (use it with engine=ic "
           f"engine.params.network={summary['network']})")
     return summary
