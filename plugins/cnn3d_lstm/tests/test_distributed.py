@@ -18,8 +18,8 @@ from etalumis_core.data import generate_dataset  # noqa: E402
 from etalumis_core.nn import Trainer  # noqa: E402
 
 from etalumis_cnn3d_lstm.distributed import (DistributedTrainer, ShardedDatasetSource,  # noqa: E402
-                                             choose_backend, detect_launch, scaled_lr,
-                                             split_range)
+                                             balanced_cuts, choose_backend, detect_launch,
+                                             scaled_lr, split_range)
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -129,8 +129,9 @@ def test_global_batches_are_bucketed_by_trace_type_and_independent_of_world_size
         assert np.array_equal(np.sort(ref), np.sort(one.global_ids(step, 40)))
     # A wider bucket window gives batches of fewer trace types, still one epoch of traces.
     wide = ShardedDatasetSource(ds, seed=2, bucket_window=5)
-    n_types = lambda src: np.mean([len(np.unique(ds.trace_type[src.global_ids(s, 40)]))  # noqa: E731
-                                   for s in range(5)])
+    def n_types(src):
+        return np.mean([len(np.unique(ds.trace_type[src.global_ids(s, 40)])) for s in range(5)])
+
     assert n_types(wide) < n_types(one)
     epoch = np.concatenate([wide.global_ids(s, 40) for s in range(5)])
     assert np.array_equal(np.sort(epoch), np.arange(200))
@@ -156,3 +157,18 @@ def test_launch_environment_and_backend():
     assert detect_launch({})["world_size"] == 1
     assert choose_backend("auto") == ("nccl" if torch.cuda.is_available() else "gloo")
     assert [split_range(10, r, 3) for r in range(3)] == [(0, 3), (3, 6), (6, 10)]
+
+
+def test_slices_balance_lstm_passes_against_traces():
+    # 12 traces of one common type, then 4 rare types of one trace each (longer traces): the
+    # rank holding the rare types runs 4 LSTM passes, so it gets fewer traces.
+    types = np.array([0] * 12 + [1, 2, 3, 4])
+    lengths = np.array([10] * 12 + [20, 20, 20, 20])
+    cuts = balanced_cuts(types, lengths, 2)
+    assert cuts[0] == 0 and cuts[-1] == 16
+    assert 8 < cuts[1] <= 12
+    # every rank gets at least one trace, even with more ranks than trace types
+    cuts = balanced_cuts(np.zeros(5, dtype=int), np.full(5, 3), 5)
+    assert np.array_equal(cuts, np.arange(6))
+    cuts = balanced_cuts(np.array([0, 0, 0, 0, 0, 0, 7]), np.array([1] * 6 + [500]), 3)
+    assert np.all(np.diff(cuts) >= 1) and cuts[-1] == 7
