@@ -55,7 +55,7 @@ SLURM with dask-jobqueue
     with DaskExecutor(cluster=cluster, wait_for_workers=64) as executor:
         posterior = et.infer("toy_tau_decay", observe=observation, engine="importance",
                              num_traces=1_000_000, seed=1, executor=executor)
-    print(posterior.metadata["retried_tasks"])
+    posterior.metadata["retried_tasks"]           # tasks rerun after a lost worker
 
 or from the command line, with the same options in ``conf/executor/dask.yaml``::
 
@@ -158,6 +158,7 @@ class SimulatorCache(WorkerPlugin):
 
 
 def _build(payload: bytes) -> Simulator:
+    # The spec this client sent through the scheduler, never anything read from disk.
     obj = cloudpickle.loads(payload)
     return obj.build() if isinstance(obj, SimulatorSpec) else as_simulator(obj)
 

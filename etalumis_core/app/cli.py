@@ -68,7 +68,10 @@ def _job(command: str) -> Callable[[Any], Any]:
         logging.getLogger().setLevel(cfg.get("log_level", "INFO"))
         for noisy in ("matplotlib", "distributed"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        return getattr(jobs, f"{command}_from_config")(cfg, output_dir)
+        result = getattr(jobs, f"{command}_from_config")(cfg, output_dir)
+        if isinstance(result, dict) and result.get("message"):
+            print(result["message"])
+        return result
 
     run.__name__ = f"etalumis_{command}"
     return run

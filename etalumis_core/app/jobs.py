@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import platform
-import sys
 from typing import Any, Mapping
 
 import numpy as np
@@ -142,19 +141,14 @@ def infer_from_config(cfg: Any, output_dir: str) -> dict:
         summary = run_inference(spec, engine, executor, observations, int(cfg.num_traces),
                                 cfg.seed, output_dir, truth, bool(cfg.plots),
                                 bool(cfg.progress), extra={"observation": source})
-    _announce(output_dir, summary)
-    return summary
-
-
-def _announce(output_dir: str, summary: dict) -> None:
     ess = summary.get("ess")
     line = (f"{summary.get('engine')}: {summary.get('num_traces')} traces, "
             f"ESS {ess if ess is None else round(ess, 1)}")
     if "acceptance_rate" in summary:
         line += f", acceptance {summary['acceptance_rate']:.2f}"
-    print(line)
-    print(f"results in {output_dir}: summary.json, posterior.h5"
-          + "".join(f", {p}" for p in summary.get("plots", [])))
+    summary["message"] = (f"{line}\nresults in {output_dir}: summary.json, posterior.h5"
+                          + "".join(f", {p}" for p in summary.get("plots", [])))
+    return summary
 
 
 # -- simulate ----------------------------------------------------------------------------------
@@ -192,7 +186,8 @@ def run_simulate(simulator: SimulatorSpec, num_traces: int, seed: int | None, ou
 def simulate_from_config(cfg: Any, output_dir: str) -> dict:
     spec = simulator_spec(load_plugins(), cfg.simulator)
     summary = run_simulate(spec, int(cfg.num_traces), cfg.seed, output_dir, bool(cfg.plots))
-    print(f"observation with truth written to {os.path.join(output_dir, 'observation.h5')}")
+    summary["message"] = (f"observation with truth written to "
+                          f"{os.path.join(output_dir, 'observation.h5')}")
     return summary
 
 
@@ -202,7 +197,7 @@ def serve_from_config(cfg: Any, output_dir: str) -> None:
 
     spec = simulator_spec(load_plugins(), cfg.simulator)
     sim = spec.build()
-    print(f"serving simulator {spec.name!r} over PPX at {cfg.address}", file=sys.stderr)
+    log.info("serving simulator %r over PPX at %s", spec.name, cfg.address)
     try:
         serve(sim, cfg.address, max_traces=cfg.get("max_traces"))
     finally:
@@ -221,8 +216,7 @@ def dataset_from_config(cfg: Any, output_dir: str) -> Any:
                                   executor=executor, chunk_size=int(cfg.chunk_size),
                                   prior_inflation=bool(cfg.prior_inflation),
                                   progress=bool(cfg.progress))
-    print(f"dataset of {cfg.num_traces} traces in {target}")
-    return result
+    return {"message": f"dataset of {cfg.num_traces} traces in {target}", "dataset": target}
 
 
 def run_training(simulator: SimulatorSpec, trainer: Any, output_dir: str, num_traces: int,
@@ -274,6 +268,6 @@ def train_from_config(cfg: Any, output_dir: str) -> dict:
     summary = run_training(spec, trainer, target, int(cfg.num_traces), int(cfg.batch_size),
                            cfg.proposal.name, _params(cfg.proposal), network_options,
                            cfg.get("dataset"), resume=True, seed=int(cfg.seed))
-    print(f"network written to {summary['network']} (use it with engine=ic "
-          f"engine.params.network={summary['network']})")
+    summary["message"] = (f"network written to {summary['network']} (use it with engine=ic "
+                          f"engine.params.network={summary['network']})")
     return summary
