@@ -247,7 +247,7 @@ def balanced_cuts(types: np.ndarray, lengths: np.ndarray, world_size: int) -> np
 # Data sources: each rank's slice of a global minibatch that does not depend on the world size
 
 
-class ShardedDatasetSource:
+class ShardedDatasetSource(DatasetSource):
     """Rank ``rank``'s slice of every global minibatch of a trace dataset.
 
     Epoch ``e`` visits the training traces in the order ``chunk_rng(seed, e).permutation``
@@ -263,20 +263,10 @@ class ShardedDatasetSource:
 
     def __init__(self, dataset: Any, seed: int = 0, validation_size: int = 0, rank: int = 0,
                  num_ranks: int = 1, bucket_window: int = 1) -> None:
-        from etalumis_core.data.dataset import TraceDataset
-
-        self.dataset = dataset if isinstance(dataset, TraceDataset) else TraceDataset(dataset)
-        self.seed = int(seed)
-        self.validation_size = int(validation_size)
-        self.num_train = len(self.dataset) - self.validation_size
-        if self.num_train < 1:
-            raise ConfigError(f"validation_size {validation_size} leaves no training traces in "
-                              f"a dataset of {len(self.dataset)}")
-        self.rank, self.num_ranks = int(rank), int(num_ranks)
+        super().__init__(dataset, seed, validation_size, rank, num_ranks)
         if int(bucket_window) < 1:
             raise ConfigError(f"bucket_window must be at least 1, got {bucket_window}")
         self.bucket_window = int(bucket_window)
-        self._epoch: tuple[int, np.ndarray] | None = None
         self._window: tuple[tuple, np.ndarray] | None = None
         self._type_lengths = np.array([len(t) for t in self.dataset.trace_types] or [0])
 
@@ -316,15 +306,8 @@ class ShardedDatasetSource:
         cuts = balanced_cuts(types, self._type_lengths[types], self.num_ranks)
         return self.dataset.batch(ids[cuts[self.rank]:cuts[self.rank + 1]])
 
-    def validation_batch(self, size: int) -> Batch:
-        size = min(size, self.validation_size)
-        if size < 1:
-            raise ConfigError("validation needs validation_size > 0")
-        return self.dataset.batch(np.arange(self.num_train, self.num_train + size))
-
     def describe(self) -> dict:
-        return {"kind": "dataset", "path": str(self.dataset.path), "seed": self.seed,
-                "validation_size": self.validation_size, "bucket_window": self.bucket_window}
+        return {**super().describe(), "bucket_window": self.bucket_window}
 
 
 class ShardedOnlineSource:
