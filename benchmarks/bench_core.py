@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from harness import best_rate, pyprob_available, run_pyprob, single_thread, table
+from harness import (PYPROB_GAUSSIAN, best_rate, pyprob_available, run_pyprob, single_thread,
+                     table)
 
 PYPROB = """
 import json, math, time, io, contextlib
@@ -18,14 +19,7 @@ import pyprob
 from pyprob import Model, InferenceEngine
 from pyprob.distributions import Normal
 
-class Gaussian(Model):
-    def forward(self):
-        mu = pyprob.sample(Normal(1, math.sqrt(5)))
-        likelihood = Normal(mu, math.sqrt(2))
-        pyprob.observe(likelihood, name='obs0')
-        pyprob.observe(likelihood, name='obs1')
-        return mu
-
+""" + PYPROB_GAUSSIAN + """
 model = Gaussian()
 out = {}
 for key, engine in (("importance", InferenceEngine.IMPORTANCE_SAMPLING),

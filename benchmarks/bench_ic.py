@@ -21,7 +21,7 @@ import tempfile
 import time
 
 import numpy as np
-from harness import pyprob_available, run_pyprob, single_thread, table
+from harness import PYPROB_GAUSSIAN, pyprob_available, run_pyprob, single_thread, table
 
 PYPROB = """
 import json, math, time, io, contextlib
@@ -31,14 +31,7 @@ from pyprob import Model, InferenceNetwork
 from pyprob.distributions import Normal
 torch.set_num_threads(1)
 
-class Gaussian(Model):
-    def forward(self):
-        mu = pyprob.sample(Normal(1, math.sqrt(5)))
-        likelihood = Normal(mu, math.sqrt(2))
-        pyprob.observe(likelihood, name='obs0')
-        pyprob.observe(likelihood, name='obs1')
-        return mu
-
+""" + PYPROB_GAUSSIAN + """
 model = Gaussian()
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     # A short warm-up builds the network and its layers (as ours is built before timing).
@@ -53,22 +46,6 @@ with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.St
 params = sum(p.numel() for p in model._inference_network.parameters())
 print(json.dumps({"train": N / elapsed, "params": params}))
 """
-
-
-def mcmc_ess(x: np.ndarray) -> float:
-    """N / (1 + 2 sum rho_k), summing autocorrelations while pairs stay positive (Geyer)."""
-    x = np.asarray(x, dtype=np.float64) - np.mean(x)
-    n = len(x)
-    f = np.fft.rfft(x, 2 * n)
-    acf = np.fft.irfft(f * np.conj(f))[:n]
-    acf = acf / acf[0]
-    total = 0.0
-    for k in range(1, n - 1, 2):
-        pair = acf[k] + acf[k + 1]
-        if pair <= 0:
-            break
-        total += pair
-    return n / (1.0 + 2.0 * total)
 
 
 def ess_table(title: str, ic: float, rmh: float) -> None:
@@ -115,8 +92,7 @@ def ess_per_cpu_second(simulator, observe: dict, key: str, network, n_ic: int, n
     mh = et.infer(simulator, observe=observe, engine=et.RandomWalkMH(), num_traces=n_mh, seed=seed,
                   progress=False)
     mh_cpu = time.process_time() - cpu
-    _, values = mh.values_of(key)
-    mh_ess = mcmc_ess(np.asarray(values, dtype=np.float64))
+    mh_ess = mh.mcmc_ess(key)
     info = {"ic_ess": post.ess, "ic_traces": n_ic, "ic_cpu": ic_cpu, "ic_mean": float(post.mean(key)),
             "mh_ess": mh_ess, "mh_steps": n_mh, "mh_cpu": mh_cpu, "mh_mean": float(mh.mean(key)),
             "fallbacks": post.metadata["ic"]["prior_fallbacks"]}

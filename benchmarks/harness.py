@@ -21,6 +21,18 @@ HERE = Path(__file__).resolve().parent
 PYPROB_PYTHON = HERE / ".venv-pyprob" / "bin" / "python"
 
 
+# The Gaussian-with-unknown-mean model on pyprob's side (ours: etalumis_core.models).
+PYPROB_GAUSSIAN = """
+class Gaussian(Model):
+    def forward(self):
+        mu = pyprob.sample(Normal(1, math.sqrt(5)))
+        likelihood = Normal(mu, math.sqrt(2))
+        pyprob.observe(likelihood, name='obs0')
+        pyprob.observe(likelihood, name='obs1')
+        return mu
+"""
+
+
 def pyprob_available() -> bool:
     return PYPROB_PYTHON.exists()
 
