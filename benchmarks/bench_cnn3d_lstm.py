@@ -242,8 +242,8 @@ def ours_vs_pyprob(grid: list[int], traces: int, batch: int, emb: int, lstm: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["scaling", "pyprob"], default=None)
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per scaling run")
-    parser.add_argument("--per-rank-batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=15, help="timed steps per scaling run")
+    parser.add_argument("--per-rank-batch", type=int, default=64)
     parser.add_argument("--dataset-traces", type=int, default=512)
     parser.add_argument("--grid", type=int, nargs=3, default=[20, 20, 20],
                         help="voxel grid of the pyprob comparison (at least 20 per side for "

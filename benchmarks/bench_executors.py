@@ -112,8 +112,8 @@ def per_task_overhead(executor: Executor, spec: SimulatorSpec, sizes: tuple[int,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--traces", type=int, default=2000)
-    parser.add_argument("--chunk-size", type=int, default=50)
+    parser.add_argument("--traces", type=int, default=10000)
+    parser.add_argument("--chunk-size", type=int, default=250)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--simulator", choices=("auto", "detector"), default="auto",
                         help="auto: toy_tau_decay when installed, else the built-in model")
