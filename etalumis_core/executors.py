@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 from typing import Any, Callable, Sequence
 
+from .errors import SimulatorError
 from .progress import Progress
 from .simulator import Simulator, SimulatorSpec
 
@@ -110,6 +111,12 @@ class ProcessPoolExecutor(Executor):
                     results[k] = future.result()
                     if progress is not None:
                         progress.update(weights[k])
+            except cf.process.BrokenProcessPool as error:
+                raise SimulatorError(
+                    f"a worker process of the {self.start_method!r} pool died ({error}). If this "
+                    f"runs from a script, put the script's top level under "
+                    f"`if __name__ == '__main__':` (workers re-import it); otherwise the "
+                    f"simulator crashed its worker (see the messages above)") from error
             except BaseException:
                 for future in futures:
                     future.cancel()

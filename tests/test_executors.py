@@ -1,0 +1,30 @@
+"""The local process pool: same results as serial, and a dead worker is a clear error."""
+
+import functools
+import os
+
+import numpy as np
+import pytest
+
+import etalumis_core as et
+from etalumis_core import SimulatorSpec
+from etalumis_core.models import make_gaussian
+
+OBS = {"obs0": 8.0, "obs1": 9.0}
+
+
+def test_process_pool_gives_the_serial_posterior():
+    spec = SimulatorSpec(make_gaussian, name="gaussian")
+    serial = et.infer(spec, observe=OBS, num_traces=600, seed=4, chunk_size=100)
+    with et.ProcessPoolExecutor(num_workers=2) as pool:
+        pooled = et.infer(spec, observe=OBS, num_traces=600, seed=4, chunk_size=100,
+                          executor=pool)
+    assert np.array_equal(serial.log_weights, pooled.log_weights)
+    assert np.array_equal(serial.marginal("mu").values, pooled.marginal("mu").values)
+
+
+def test_a_worker_that_dies_is_a_clear_error():
+    dies = SimulatorSpec(functools.partial(os._exit, 3), name="dies")
+    with pytest.raises(et.SimulatorError, match=r"worker process .* died.*__main__"):
+        et.infer(dies, observe=OBS, num_traces=10, seed=0,
+                 executor=et.ProcessPoolExecutor(num_workers=1))
