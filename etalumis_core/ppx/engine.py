@@ -228,6 +228,7 @@ class PPXSimulator(Simulator):
         env = dict(os.environ)
         env.update(self.env)
         env["ETALUMIS_PPX_ADDRESS"] = address
+        env["ETALUMIS_PPX_ENGINE_PID"] = str(os.getpid())  # an etalumis server exits with us
         try:
             # A session of its own, so that killing the group also ends anything it spawned.
             self._res.process = subprocess.Popen(args, env=env, cwd=self.cwd,

@@ -26,6 +26,7 @@ observation with a distribution, not as a factor; we do not pretend.)
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -69,16 +70,43 @@ def _as_drawn(distribution: Any, value: Any) -> Any:
     return value
 
 
+class _EngineGone(BaseException):
+    """The engine that launched this simulator died (BaseException: no trace may swallow it)."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _receive(sock: zmq.Socket, engine_pid: int | None) -> bytes:
+    """The next request. A simulator launched by an engine (which names its pid in
+    ``ETALUMIS_PPX_ENGINE_PID``) exits when that engine is gone, instead of waiting forever
+    as an orphan: an engine killed with SIGKILL cannot stop it."""
+    while True:
+        try:
+            return sock.recv()
+        except zmq.Again:
+            if engine_pid is not None and not _alive(engine_pid):
+                raise _EngineGone from None
+
+
 class _ServeHandler:
     """The runtime Handler of a served trace: every message goes to the engine."""
 
-    def __init__(self, sock: zmq.Socket) -> None:
+    def __init__(self, sock: zmq.Socket, engine_pid: int | None = None) -> None:
         self._sock = sock
+        self._engine_pid = engine_pid
 
     def _ask(self, request: bytes, expected: type, after: str) -> Any:
         sock = self._sock
         sock.send(request)
-        raw = sock.recv()
+        raw = _receive(sock, self._engine_pid)
         try:
             msg = decode(raw)
         except ProtocolError as e:
@@ -137,12 +165,16 @@ def serve(simulator: Any, address: str = DEFAULT_ADDRESS, *, max_traces: int | N
     sock.setsockopt(zmq.LINGER, 2000)  # let the last RunResult reach the engine before exit
     sock.bind(address)
     log.info("serving simulator %r over PPX at %s", model, address)
-    handler = _ServeHandler(sock)
+    engine_pid = int(os.environ["ETALUMIS_PPX_ENGINE_PID"]) if os.environ.get(
+        "ETALUMIS_PPX_ENGINE_PID") else None
+    if engine_pid is not None:
+        sock.setsockopt(zmq.RCVTIMEO, 1000)  # wake up each second to check on the engine
+    handler = _ServeHandler(sock, engine_pid)
     traces = 0
     pending: bytes | None = None
     try:
         while max_traces is None or traces < max_traces:
-            raw = pending if pending is not None else sock.recv()
+            raw = pending if pending is not None else _receive(sock, engine_pid)
             pending = None
             try:
                 msg = decode(raw)
@@ -173,6 +205,9 @@ def serve(simulator: Any, address: str = DEFAULT_ADDRESS, *, max_traces: int | N
             else:
                 log.warning("answering an unexpected %s with Reset", t.__name__)
                 sock.send(wire.RESET)
+    except _EngineGone:
+        log.warning("the engine (pid %d) that launched this simulator is gone; exiting",
+                    engine_pid)
     finally:
         sock.close()
         sim.close()

@@ -4,6 +4,7 @@ a lost trace."""
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import time
 from pathlib import Path
@@ -132,3 +133,29 @@ def test_close_and_garbage_collection_leave_no_process() -> None:
     del sim
     gc.collect()
     assert wait_gone(pid)
+
+
+def test_a_launched_server_exits_when_its_engine_is_killed(tmp_path) -> None:
+    """SIGKILL leaves the engine no chance to stop what it launched: the server notices."""
+    import signal
+    import subprocess
+    import textwrap
+
+    from .conftest import SERVED
+
+    engine = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        import numpy as np
+        import etalumis_core as et
+        from etalumis_core.ppx import PPXSimulator
+        sim = PPXSimulator(command=[sys.executable, {SERVED!r}, "gaussian"], timeout=20)
+        et.run_trace(sim, et.Controller(np.random.default_rng(0), {{"obs0": 8.0, "obs1": 9.0}}))
+        print(sim.pid, flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True, env={**os.environ, **served_env()})
+    server_pid = int(engine.stdout.readline())
+    engine.send_signal(signal.SIGKILL)
+    engine.wait()
+    if not wait_gone(server_pid, timeout=10):
+        os.kill(server_pid, signal.SIGKILL)
+        pytest.fail("the served simulator outlived the engine that launched it")
