@@ -344,9 +344,12 @@ class Trainer:
         self.param_groups.append(names)
 
     def current_lr(self) -> float:
+        return self.lr_at(self.step)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of ``step`` (a distributed trainer adds scaling and warm-up)."""
         o = self.options
-        return polynomial_decay(self.step, self.total_steps, o["lr"], o["lr_end"],
-                                o["lr_decay_power"])
+        return polynomial_decay(step, self.total_steps, o["lr"], o["lr_end"], o["lr_decay_power"])
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -513,8 +516,7 @@ class Trainer:
             csv.writer(f).writerow(self._row(end, losses[end - rows_since:end], validation))
 
     def _row(self, end: int, chunk: Sequence[float], validation: list[tuple[int, float]]) -> list:
-        o = self.options
-        lr = polynomial_decay(end - 1, self.total_steps, o["lr"], o["lr_end"], o["lr_decay_power"])
+        lr = self.lr_at(end - 1)
         val = [v for s, v in validation if s <= end]
         return [end, end * self.batch_size, repr(float(np.mean(chunk))), repr(lr),
                 repr(val[-1]) if val else ""]

@@ -508,11 +508,11 @@ class DistributedTrainer(Trainer):
         self._window.append((n, rows[:, 1].numpy().copy(), rows[:, 2].numpy().copy()))
         done, per_rank = self._rates()
         self._bar.update(int(n))
-        self._bar.show(loss=global_loss, lr=self.current_lr_of(self.step - 1),
+        self._bar.show(loss=global_loss, lr=self.lr_at(self.step - 1),
                        traces_s=done)
         if self.comm.rank == 0 and (self.step % self.options["log_interval"] == 0
                                     or self.step == self.total_steps):
-            lr = self.current_lr_of(self.step - 1)
+            lr = self.lr_at(self.step - 1)
             log.info("step %d: loss %.5g, lr %.3g, %.1f traces/s global, per rank %s",
                      self.step, global_loss, lr, done,
                      " ".join(f"{r:.1f}" for r in per_rank))
@@ -535,10 +535,7 @@ class DistributedTrainer(Trainer):
         return n / max(slowest, 1e-12), (local_n / np.maximum(local_t, 1e-12)).tolist()
 
     # -- learning rate -------------------------------------------------------------------------
-    def current_lr(self) -> float:
-        return self.current_lr_of(self.step)
-
-    def current_lr_of(self, step: int) -> float:
+    def lr_at(self, step: int) -> float:
         o = self.options
         return scaled_lr(step, self.total_steps, o["lr"], o["lr_end"], o["lr_decay_power"],
                          self.batch_size, o["base_batch_size"], o["lr_scaling"],
@@ -554,11 +551,6 @@ class DistributedTrainer(Trainer):
         if self.comm.rank == 0:
             super()._write_csv(out, *args, **kwargs)
             self._write_throughput(out)
-
-    def _row(self, end: int, chunk: Sequence[float], validation: list[tuple[int, float]]) -> list:
-        row = super()._row(end, chunk, validation)
-        row[3] = repr(self.current_lr_of(end - 1))
-        return row
 
     def _write_throughput(self, out: Path) -> None:
         if not self._throughput_rows:
