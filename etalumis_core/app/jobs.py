@@ -253,7 +253,8 @@ def run_training(simulator: SimulatorSpec, trainer: Any, output_dir: str, num_tr
                "network": os.path.join(output_dir, "network.pt"),
                "result": {k: v for k, v in vars(result).items()
                           if isinstance(v, (int, float, str, list)) and k != "losses"}}
-    write_json(os.path.join(output_dir, "summary.json"), summary)
+    if getattr(trainer, "is_writer", True):  # one writer among distributed ranks
+        write_json(os.path.join(output_dir, "summary.json"), summary)
     return summary
 
 

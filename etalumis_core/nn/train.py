@@ -448,15 +448,24 @@ class Trainer:
                     break
         wall = time.perf_counter() - started
         network.eval()
-        network.save(out / NETWORK)
-        if o["plot"]:
-            self.plot(out / LOSS_PNG, losses, validation)
+        if self.is_writer:
+            network.save(out / NETWORK)
+            if o["plot"]:
+                self.plot(out / LOSS_PNG, losses, validation)
         return TrainingResult(network, out, self.step, self.step * self.batch_size, losses,
                               validation, wall, resumed_from)
 
     # -- checkpoints ---------------------------------------------------------------------------
+    @property
+    def is_writer(self) -> bool:
+        """Whether this process writes files (the network, checkpoints, logs, plots); in a
+        distributed run, rank 0 only."""
+        return True
+
     def save_checkpoint(self, path: Path, losses: list[float],
                         validation: list[tuple[int, float]]) -> None:
+        if not self.is_writer:
+            return
         header = {"format": "etalumis-training-checkpoint", "step": self.step,
                   "total_steps": self.total_steps, "batch_size": self.batch_size,
                   "options": {k: v for k, v in self.options.items()
@@ -497,6 +506,8 @@ class Trainer:
         """One row per ``log_interval`` steps: mean training loss over the interval, the
         learning rate and the latest validation loss. Rewritten from the history on (re)start so
         that a resumed run's log equals the uninterrupted one's."""
+        if not self.is_writer:
+            return
         path = out / LOG_CSV
         interval = self.options["log_interval"]
         if rewrite:

@@ -542,14 +542,13 @@ class DistributedTrainer(Trainer):
                          int(o["warmup_steps"]))
 
     # -- rank 0 writes -------------------------------------------------------------------------
-    def save_checkpoint(self, path: Path, losses: list[float],
-                        validation: list[tuple[int, float]]) -> None:
-        if self.comm.rank == 0:
-            super().save_checkpoint(path, losses, validation)
+    @property
+    def is_writer(self) -> bool:
+        return self.comm.rank == 0
 
     def _write_csv(self, out: Path, *args: Any, **kwargs: Any) -> None:
-        if self.comm.rank == 0:
-            super()._write_csv(out, *args, **kwargs)
+        super()._write_csv(out, *args, **kwargs)
+        if self.is_writer:
             self._write_throughput(out)
 
     def _write_throughput(self, out: Path) -> None:
@@ -564,10 +563,6 @@ class DistributedTrainer(Trainer):
                                  "per_rank_traces_per_s"])
             writer.writerows(self._throughput_rows)
         self._throughput_rows = []
-
-    def plot(self, path: Path, *args: Any) -> None:
-        if self.comm.rank == 0:
-            super().plot(path, *args)
 
     # -- the run -------------------------------------------------------------------------------
     def train(self, network: ProposalNetwork, data: Any, output_dir: str | os.PathLike,
