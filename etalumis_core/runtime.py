@@ -25,8 +25,6 @@ import sys
 import threading
 from typing import Any, Protocol
 
-import numpy as np
-
 _COMPREHENSIONS = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
 
 
@@ -46,7 +44,7 @@ class _State(threading.local):
     # Thread-local so that executors running simulators in threads (Dask workers) stay apart.
     def __init__(self) -> None:
         self.handlers: list[Handler] = []
-        self.forward_rng: np.random.Generator | None = None
+        self.forward_rng: Any = None  # a numpy Generator, made on first forward use
 
 
 _state = _State()
@@ -81,9 +79,9 @@ def call_site_address(depth: int) -> str:
     return "/".join(parts)
 
 
-def _forward_rng() -> np.random.Generator:
+def _forward_rng() -> Any:
     if _state.forward_rng is None:
-        _state.forward_rng = np.random.default_rng()
+        seed_forward(None)
     return _state.forward_rng
 
 
@@ -133,4 +131,8 @@ def run_with_handler(handler: Handler, fn: Any, args: tuple = (), kwargs: dict |
 
 def seed_forward(seed: int | None) -> None:
     """Seed the generator used by forward runs outside any engine (this thread only)."""
+    # numpy is imported here, not at the top: the address scheme below must be checkable on
+    # any Python interpreter, even one without numpy (see tests/test_addresses.py).
+    import numpy as np
+
     _state.forward_rng = np.random.default_rng(seed)
