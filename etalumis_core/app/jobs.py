@@ -146,7 +146,15 @@ def infer_from_config(cfg: Any, output_dir: str) -> dict:
             f"ESS {ess if ess is None else round(ess, 1)}")
     if "acceptance_rate" in summary:
         line += f", acceptance {summary['acceptance_rate']:.2f}"
-    summary["message"] = (f"{line}\nresults in {output_dir}: summary.json, posterior.h5"
+    headline = summary.get("report", {}).get("headline")
+    unconverged = {k: v for k, v in (summary.get("r_hat") or {}).items() if not v < 1.1}
+    if unconverged:
+        worst = ", ".join(f"{k} ({v:.2f})" for k, v in sorted(unconverged.items(),
+                                                              key=lambda kv: -kv[1])[:5])
+        line += (f"\nwarning: the chains disagree (R-hat above 1.1) on {worst}: their draws are "
+                 f"not yet a posterior sample; run longer chains or use engine=ic")
+    summary["message"] = (f"{line}\n" + (f"{headline}\n" if headline else "")
+                          + f"results in {output_dir}: summary.json, posterior.h5"
                           + "".join(f", {p}" for p in summary.get("plots", [])))
     return summary
 

@@ -249,6 +249,14 @@ def report(posterior: Any, truth: Any = None, output_dir: str | os.PathLike | No
     ``names``: our variable names -> the simulator's, where they differ.
     """
     summary = summarise(posterior, truth, names)
+    channel = summary["channel"]
+    if channel.get("probabilities"):
+        top = channel["probabilities"][0]
+        summary["headline"] = (f"most probable decay: tau- -> {top['ascii_name']} "
+                               f"(posterior probability {top['probability']:.2f})")
+        if channel.get("true_index") is not None:
+            summary["headline"] += (f"; the true decay is tau- -> "
+                                    f"{CHANNEL_ASCII_NAMES[channel['true_index']]}")
     posterior = _renamed(posterior, names)
     if output_dir is None:
         return summary
