@@ -118,14 +118,21 @@ class Calorimeter:
                                address=f"calorimeter_{t.name}_deposits",
                                control=self.control_counts)
 
-    def shower_points(self, particle: Particle, n: int, sampler: Sampler) -> np.ndarray | None:
-        """Positions (n, 3) of a particle's ``n`` deposits: one batched Gaussian draw."""
+    def _shower(self, particle: Particle, n: int) -> tuple | None:
+        """(shower type, direction cosines and sines, shower widths), or None when the
+        particle leaves nothing."""
         t = self.shower_type(particle.pdg)
         geometry = self._geometry(particle)
         if n <= 0 or t is None or geometry is None:
             return None
-        cos_t, sin_t, cos_p, sin_p = geometry
-        sigma = self._sigma[t.name]
+        return t, geometry, self._sigma[t.name]
+
+    def shower_points(self, particle: Particle, n: int, sampler: Sampler) -> np.ndarray | None:
+        """Positions (n, 3) of a particle's ``n`` deposits: one batched Gaussian draw."""
+        shower = self._shower(particle, n)
+        if shower is None:
+            return None
+        t, (cos_t, sin_t, cos_p, sin_p), sigma = shower
         # Broadcast views keep the recorded parameters small however many deposits there are.
         local = sampler.normal(np.broadcast_to(0.0, (n, 3)), np.broadcast_to(sigma, (n, 3)),
                                address=f"calorimeter_{t.name}_positions", control=False)
@@ -148,12 +155,10 @@ class Calorimeter:
         correlation that the azimuthal rotation of the anisotropic shower induces is neglected
         (it is of order sin²θ (σ_z² - σ_x²), below 1% of σ_x² for these showers).
         """
-        t = self.shower_type(particle.pdg)
-        geometry = self._geometry(particle)
-        if n <= 0 or t is None or geometry is None:
+        shower = self._shower(particle, n)
+        if shower is None:
             return None
-        cos_t, sin_t, cos_p, sin_p = geometry
-        sigma = self._sigma[t.name]
+        t, (cos_t, sin_t, cos_p, sin_p), sigma = shower
         d = self._centre_distance(sigma, cos_t)
         u = np.array([sin_t * cos_p, sin_t * sin_p, cos_t])
         rot = np.array([[cos_p * cos_t, -sin_p, cos_p * sin_t],
