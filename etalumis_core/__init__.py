@@ -18,7 +18,8 @@ from .controller import Controller
 from .distributions import (Bernoulli, Beta, Binomial, Categorical, Distribution, Exponential,
                             Gamma, LogNormal, Mixture, Normal, Poisson, TruncatedNormal, Uniform,
                             Weibull)
-from .engines import Engine, ImportanceSampling, LightweightMH, RandomWalkMH
+from .engines import (Engine, ImportanceSampling, LightweightMH, RandomWalkMH,
+                      SequentialMonteCarlo)
 from .engines.ic import InferenceCompilation
 from .errors import (ConfigError, EtalumisError, NonFiniteLogProbError, ObservationError,
                      PluginError, ProtocolError, SimulatorError)
@@ -38,7 +39,8 @@ __all__ = [
     "sample", "observe", "tag", "factor", "seed_forward",
     "Simulator", "PythonSimulator", "PPXSimulator", "serve", "SimulatorSpec", "run_trace", "Controller",
     "Trace", "Variable", "Posterior", "PosteriorBuilder", "Marginal",
-    "Engine", "ImportanceSampling", "LightweightMH", "RandomWalkMH", "InferenceCompilation",
+    "Engine", "ImportanceSampling", "LightweightMH", "RandomWalkMH", "SequentialMonteCarlo",
+    "InferenceCompilation",
     "generate_dataset", "TraceDataset", "ProposalNetwork", "Trainer",
     "Executor", "SerialExecutor", "ProcessPoolExecutor",
     "hookimpl", "make_plugin_manager", "load_plugins", "Plugins",

@@ -40,7 +40,7 @@ def infer(simulator: Any, observe: Mapping[str, Any] | None = None, engine: str 
 
     ``simulator``: a Python function, a :class:`Simulator`, a :class:`SimulatorSpec`, or the name
     of a registered simulator (built with ``simulator_options``). ``engine``: ``"importance"``,
-    ``"lmh"``, ``"rmh"``, ``"ic"`` (or any registered engine) with ``engine_options``, or an
+    ``"lmh"``, ``"rmh"``, ``"smc"``, ``"ic"`` (or any registered engine) with ``engine_options``, or an
     :class:`Engine`. The same seed gives the same posterior, bit for bit; ``seed=None`` draws
     one and records it in ``posterior.metadata["seed"]``.
     """

@@ -7,6 +7,7 @@ from .engines.ic import InferenceCompilation
 from .engines.importance import ImportanceSampling
 from .errors import PluginError
 from .engines.mh import LightweightMH, RandomWalkMH
+from .engines.smc import SequentialMonteCarlo
 from .executors import ProcessPoolExecutor, SerialExecutor
 from .hooks import hookimpl
 
@@ -35,6 +36,8 @@ def etalumis_register_engines(register):
     register("importance", ImportanceSampling, description="importance sampling from the prior")
     register("lmh", LightweightMH, description="lightweight single-site Metropolis-Hastings")
     register("rmh", RandomWalkMH, description="random-walk single-site Metropolis-Hastings")
+    register("smc", SequentialMonteCarlo,
+             description="sequential Monte Carlo: likelihood tempering with block MH moves")
     register("ic", InferenceCompilation,
              description="inference compilation: importance sampling with a trained network")
 

@@ -197,8 +197,11 @@ class Posterior:
 
     @property
     def log_evidence(self) -> float:
-        """log of the mean importance weight: an unbiased estimate of the evidence's log
-        (meaningful for importance sampling only)."""
+        """log of an unbiased estimate of the evidence: the engine's own when it made one (SMC
+        records it in ``metadata``), else the mean importance weight (meaningful for
+        importance sampling only)."""
+        if "log_evidence" in self.metadata:
+            return float(self.metadata["log_evidence"])
         return _logsumexp(self.log_weights) - math.log(max(self.num_traces, 1))
 
     @property
@@ -415,7 +418,7 @@ class Posterior:
     def summary(self, max_variables: int = 50) -> dict:
         out: dict[str, Any] = {"num_traces": self.num_traces, "ess": self.ess,
                                "num_chains": self.num_chains, "variables": {}}
-        if self.metadata.get("engine") in ("importance", "ic"):
+        if self.metadata.get("engine") in ("importance", "ic", "smc"):
             out["log_evidence"] = self.log_evidence
         mcmc = bool(self.metadata.get("mcmc"))
         for key in self.names()[:max_variables]:

@@ -18,16 +18,30 @@ def within(estimate, exact, stderr, what):
 
 
 def effective_size(posterior, key):
-    """ESS of a variable: Kish for weighted samples, autocorrelation-based for MCMC."""
-    if posterior.metadata["engine"] in ("lmh", "rmh"):
+    """ESS of a variable: Kish for weighted samples, autocorrelation-based for MCMC, and for
+    SMC the number of distinct ancestors of the final population (its moves only decorrelate
+    the copies further, so this is conservative)."""
+    engine = posterior.metadata["engine"]
+    if engine in ("lmh", "rmh"):
         return posterior.mcmc_ess(key)
+    if engine == "smc":
+        return posterior.metadata["round_stats"][-1]["unique_after_resampling"]
     return posterior.marginal(key).ess
+
+
+def smc_log_evidence_stderr(posterior):
+    """Each round's incremental weights keep ESS = ess_fraction × N, and the variance of the
+    log of their mean is about (N / ESS − 1) / N; the rounds add up."""
+    n = posterior.num_traces
+    fraction = posterior.metadata["options"]["ess_fraction"]
+    return math.sqrt(posterior.metadata["rounds"] * (1 / fraction - 1) / n)
 
 
 ENGINES = [
     ("importance", dict(num_traces=40000), {}),
     ("lmh", dict(num_traces=30000), dict(burn_in=500, chains=2)),
     ("rmh", dict(num_traces=20000), dict(burn_in=500, chains=2)),
+    ("smc", dict(num_traces=2000), {}),
 ]
 
 
@@ -47,6 +61,8 @@ def test_gaussian_unknown_mean(engine, run, options, gaussian_obs):
         # Relative error of the mean weight: sqrt((n / ess - 1) / n).
         n = post.num_traces
         within(post.log_evidence, log_evidence, math.sqrt((n / post.ess - 1) / n), "log evidence")
+    if engine == "smc":
+        within(post.log_evidence, log_evidence, smc_log_evidence_stderr(post), "log evidence")
 
 
 def exact_poisson_mixture(y):
@@ -66,7 +82,8 @@ def exact_poisson_mixture(y):
     ("importance", dict(num_traces=30000), {}),
     ("lmh", dict(num_traces=40000), dict(burn_in=500, chains=2)),
     ("rmh", dict(num_traces=40000), dict(burn_in=500, chains=2)),
-], ids=["importance", "lmh", "rmh"])
+    ("smc", dict(num_traces=3000), {}),
+], ids=["importance", "lmh", "rmh", "smc"])
 def test_number_of_latents_depends_on_a_choice(engine, run, options):
     """Trans-dimensional: wrong trace-size terms in MH bias P(n) visibly."""
     y = 6.0
@@ -94,14 +111,15 @@ def exact_weather(wet):
     return {k: v / z for k, v in table.items()}, z
 
 
-@pytest.mark.parametrize("engine", ["importance", "lmh", "rmh"])
+@pytest.mark.parametrize("engine", ["importance", "lmh", "rmh", "smc"])
 def test_discrete_model_by_enumeration(engine):
     exact, evidence = exact_weather(1)
     p_rain = exact[(0, 1)] + exact[(1, 1)]
     p_cloudy = exact[(1, 0)] + exact[(1, 1)]
-    options = {} if engine == "importance" else dict(burn_in=200, chains=2)
-    post = et.infer(discrete_weather, observe={"wet": 1}, engine=engine, num_traces=20000,
-                    seed=3, **options)
+    options = {"importance": {}, "smc": dict(num_traces=3000)}.get(
+        engine, dict(burn_in=200, chains=2))
+    post = et.infer(discrete_weather, observe={"wet": 1}, engine=engine, seed=3,
+                    **{"num_traces": 20000, **options})
     for key, p in (("rain", p_rain), ("cloudy", p_cloudy)):
         ess = effective_size(post, key)
         within(post.marginal(key).probabilities().get(1, 0.0), p, math.sqrt(p * (1 - p) / ess),
@@ -110,9 +128,48 @@ def test_discrete_model_by_enumeration(engine):
         n = post.num_traces
         within(post.log_evidence, math.log(evidence), math.sqrt((n / post.ess - 1) / n),
                "log evidence")
+    if engine == "smc":
+        within(post.log_evidence, math.log(evidence), smc_log_evidence_stderr(post),
+               "log evidence")
 
 
-@pytest.mark.parametrize("engine", ["importance", "lmh", "rmh"])
+def ridge(y=1.0, noise=0.01):
+    a = et.sample(et.Normal(0.0, 1.0), name="a")
+    b = et.sample(et.Normal(0.0, 1.0), name="b")
+    et.observe(et.Normal(a + b, noise), y, name="y")
+
+
+def test_smc_follows_a_narrow_ridge():
+    """y = a + b + noise with noise 0.01: the posterior is a ridge 100 times longer than wide,
+    along which single-site moves crawl. Exactly, a | y ~ Normal(y / (2 + s²), v) with
+    v = (2 s² / (2 + s²) + 2) / 4 (a = (s + d) / 2, s = a + b, d = a - b independent)."""
+    s2 = 0.01 ** 2
+    mean, std = 1.0 / (2 + s2), math.sqrt((2 * s2 / (2 + s2) + 2) / 4)
+    post = et.infer(ridge, engine="smc", num_traces=1000, seed=4)
+    a = post.marginal("a")
+    ess = effective_size(post, "a")
+    assert ess > 200
+    within(float(a.mean), mean, std / math.sqrt(ess), "smc E[a]")
+    within(float(a.stddev), std, std / math.sqrt(2 * ess), "smc sd[a]")
+    a_plus_b = post.marginal("a").values + post.marginal("b").values
+    assert np.max(np.abs(a_plus_b - 1.0)) < 6 * 0.01   # every particle sits on the ridge
+    stats = post.metadata["round_stats"][-1]
+    assert stats["acceptance_block"] > 0.1, stats
+
+
+def test_smc_reports_its_rounds_and_rejects_bad_options(gaussian_obs):
+    post = et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", num_traces=200,
+                    seed=0)
+    betas = post.metadata["betas"]
+    assert betas[-1] == 1.0 and all(b1 > b0 for b0, b1 in zip(betas, betas[1:]))
+    assert post.ess == pytest.approx(200)   # equally weighted particles
+    with pytest.raises(ValueError, match="ess_fraction"):
+        et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", ess_fraction=1.5)
+    with pytest.raises(ValueError, match="at least 2 particles"):
+        et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", num_traces=1)
+
+
+@pytest.mark.parametrize("engine", ["importance", "lmh", "rmh", "smc"])
 def test_same_seed_same_posterior_bit_for_bit(engine, gaussian_obs):
     runs = [et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine=engine,
                      num_traces=500, seed=11) for _ in range(2)]

@@ -2,6 +2,7 @@
 
 import functools
 import os
+import time
 
 import numpy as np
 import pytest
@@ -21,6 +22,26 @@ def test_process_pool_gives_the_serial_posterior():
                           executor=pool)
     assert np.array_equal(serial.log_weights, pooled.log_weights)
     assert np.array_equal(serial.marginal("mu").values, pooled.marginal("mu").values)
+
+
+def test_a_pool_keeps_its_workers_between_rounds_of_work():
+    """SMC maps over the pool once per round; the workers (and their simulators) stay, and
+    the rounds give what a serial run gives."""
+    spec = SimulatorSpec(make_gaussian, name="gaussian")
+    serial = et.infer(spec, observe=OBS, engine="smc", num_traces=64, seed=2, chunk_size=16)
+    with et.ProcessPoolExecutor(num_workers=2) as pool:
+        pooled = et.infer(spec, observe=OBS, engine="smc", num_traces=64, seed=2,
+                          chunk_size=16, executor=pool)
+        first = set(pool.map(_worker_pid, [0, 1, 2, 3], spec))
+        second = set(pool.map(_worker_pid, [0, 1, 2, 3], spec))
+    assert len(first) == 2 and first == second
+    assert pooled.metadata["rounds"] > 1
+    assert np.array_equal(serial.marginal("mu").values, pooled.marginal("mu").values)
+
+
+def _worker_pid(simulator, item, report):
+    time.sleep(0.3)   # long enough that both workers take items
+    return os.getpid()
 
 
 def test_a_worker_that_dies_is_a_clear_error():

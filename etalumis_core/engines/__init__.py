@@ -3,5 +3,7 @@
 from .base import Engine
 from .importance import ImportanceSampling
 from .mh import LightweightMH, RandomWalkMH
+from .smc import SequentialMonteCarlo
 
-__all__ = ["Engine", "ImportanceSampling", "LightweightMH", "RandomWalkMH"]
+__all__ = ["Engine", "ImportanceSampling", "LightweightMH", "RandomWalkMH",
+           "SequentialMonteCarlo"]

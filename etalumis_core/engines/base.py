@@ -18,10 +18,11 @@ from ..simulator import Simulator, SimulatorSpec
 log = logging.getLogger(__name__)
 
 
-def chunk_rng(seed: int, index: int) -> np.random.Generator:
-    """The generator of work item ``index`` of a run: a function of the run's seed and the
-    index alone, so results do not depend on how items are spread over workers."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(index,))))
+def chunk_rng(seed: int, *index: int) -> np.random.Generator:
+    """The generator of work item ``index`` of a run (one or more non-negative integers, e.g.
+    round and item): a function of the run's seed and the index alone, so results do not
+    depend on how items are spread over workers."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=index)))
 
 
 def resolve_seed(seed: int | None) -> int:

@@ -33,19 +33,30 @@ _MISSING = object()
 
 
 class MHController(Controller):
-    """Reuses the previous trace's values, except at the one site being proposed."""
+    """Reuses the previous trace's values, except where a move changes them: ``overrides``
+    holds new values at some addresses (random-walk and block steps), ``redraw`` names one
+    address drawn afresh from its prior. An override outside the support of the distribution
+    met at its address sets ``outside`` (the move must be rejected) and the previous value is
+    used instead, so the simulator never sees an impossible value."""
 
     def __init__(self, rng: np.random.Generator, observations: Mapping[str, Any]) -> None:
         super().__init__(rng, observations)
         self.previous: dict[str, Any] = {}
-        self.site: str | None = None
-        self.site_value: Any = _MISSING   # a random-walk value for ``site``; else redraw
+        self.overrides: dict[str, Any] = {}
+        self.redraw: str | None = None
+
+    def start_trace(self) -> None:
+        super().start_trace()
+        self.outside = False
 
     def propose(self, address: str, distribution: Any, name: str | None) -> tuple[Any, float | None, bool]:
-        if address == self.site:
-            if self.site_value is _MISSING:
-                return distribution.sample(self.rng), None, False
-            return self.site_value, None, True
+        if address == self.redraw:
+            return distribution.sample(self.rng), None, False
+        value = self.overrides.get(address, _MISSING)
+        if value is not _MISSING:
+            if _in_support(distribution, value):
+                return value, None, True
+            self.outside = True
         value = self.previous.get(address, _MISSING)
         if value is not _MISSING and _in_support(distribution, value):
             return value, None, True
@@ -217,10 +228,11 @@ def _run_chain(simulator: Simulator, item: tuple, report: Callable[[int], None])
         addresses = current.controlled_addresses
         site = addresses[int(rng.integers(len(addresses)))]
         controller.previous = _controlled_values(current)
-        controller.site = site
-        controller.site_value = engine.step_value(current[site], rng)
+        value = engine.step_value(current[site], rng)
+        controller.overrides = {} if value is _MISSING else {site: value}
+        controller.redraw = site if value is _MISSING else None
         proposal = run_trace(simulator, controller, retries)
-        log_alpha = acceptance_log_ratio(current, proposal)
+        log_alpha = -math.inf if controller.outside else acceptance_log_ratio(current, proposal)
         if log_alpha >= 0 or math.log(rng.random()) < log_alpha:
             current = proposal
             accepted += 1
