@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from .controller import Controller
 from .errors import SimulatorError
@@ -33,6 +33,16 @@ class Simulator:
     def report(self, posterior: Any, truth: Trace | None, output_dir: str) -> dict:
         """Domain-specific summaries and plots of a posterior (optional)."""
         return {}
+
+    def moves(self) -> Sequence[Callable[[Mapping[str, Any], Any], Any]]:
+        """Metropolis–Hastings proposals that know the model (optional; SMC mixes them with its
+        own). ``move(values, rng)`` takes a trace's controlled values by address and returns
+        ``(new_values, log_ratio)`` — new values at some of those addresses, and
+        log q(x | x') − log q(x' | x) including the Jacobian of a deterministic map — or None
+        when it does not apply to this trace (or proposes nothing possible). Each move must be
+        its own reverse for a symmetrically drawn auxiliary number (an involution) and keep the
+        trace's addresses; proposals that change them are rejected."""
+        return ()
 
     def __enter__(self) -> "Simulator":
         return self

@@ -247,7 +247,6 @@ def _move_chunk(simulator: Simulator, item: tuple, report: Callable[[int], None]
     controller = MHController(rng, observations)
     accepted, tried = [0] * len(MOVES), [0] * len(MOVES)
     builder = PosteriorBuilder(engine.max_value_size) if final else None
-    cache: dict = {}
     out = []
     for particle in particles:
         trace = None
@@ -255,7 +254,7 @@ def _move_chunk(simulator: Simulator, item: tuple, report: Callable[[int], None]
             for kind, move in enumerate(MOVES):
                 if move is _redraw_move and rng.random() >= engine.redraw_probability:
                     continue
-                proposal = move(simulator, controller, particle, pool, beta, engine, rng, cache)
+                proposal = move(simulator, controller, particle, pool, beta, engine, rng)
                 if proposal is not None:
                     tried[kind] += 1
                     if proposal is not False:
@@ -273,8 +272,7 @@ def _move_chunk(simulator: Simulator, item: tuple, report: Callable[[int], None]
 
 
 def _block_move(simulator: Simulator, controller: MHController, particle: Particle, pool: dict,
-                beta: float, engine: SequentialMonteCarlo, rng: np.random.Generator,
-                cache: dict) -> Any:
+                beta: float, engine: SequentialMonteCarlo, rng: np.random.Generator) -> Any:
     """A differential-evolution step: the accepted ``(particle, trace)``, False when rejected,
     None when there was nothing to step."""
     others = pool.get(particle.key, ())
@@ -316,9 +314,33 @@ def _block_move(simulator: Simulator, controller: MHController, particle: Partic
     return _accept(particle, proposed, trace, beta, 0.0, rng)
 
 
+def _model_move(simulator: Simulator, controller: MHController, particle: Particle, pool: dict,
+                beta: float, engine: SequentialMonteCarlo, rng: np.random.Generator) -> Any:
+    """One of the simulator's own moves (:meth:`Simulator.moves`), chosen uniformly."""
+    moves = simulator.moves()
+    if not moves:
+        return None
+    proposal = moves[int(rng.integers(len(moves)))](particle.values, rng)
+    if proposal is None:
+        return None
+    stepped, log_ratio = proposal
+    for address, value in stepped.items():
+        support = particle.supports.get(address)
+        if address not in particle.values or (support is not None
+                                               and not np.all(support.contains(value))):
+            return False
+    controller.previous, controller.overrides, controller.redraw = particle.values, stepped, None
+    trace = run_trace(simulator, controller, engine.retries)
+    if controller.outside:
+        return False
+    proposed = Particle(trace)
+    if proposed.key != particle.key or proposed.controlled != particle.controlled:
+        return False
+    return _accept(particle, proposed, trace, beta, log_ratio, rng)
+
+
 def _redraw_move(simulator: Simulator, controller: MHController, particle: Particle, pool: dict,
-                 beta: float, engine: SequentialMonteCarlo, rng: np.random.Generator,
-                 cache: dict) -> Any:
+                 beta: float, engine: SequentialMonteCarlo, rng: np.random.Generator) -> Any:
     """A lightweight-MH move: one controlled site redrawn from its prior."""
     sites = particle.controlled
     site = sites[int(rng.integers(len(sites)))]
@@ -345,4 +367,4 @@ def _accept(current: Particle, proposed: Particle, trace: Trace, beta: float, ex
     return proposed, trace
 
 
-MOVES = (_block_move, _redraw_move)
+MOVES = (_block_move, _model_move, _redraw_move)

@@ -347,6 +347,11 @@ def resonance_bound(parent_mass: float, daughters: tuple[float, ...]) -> float:
     return float(w.max()) * 1.02
 
 
+def breit_wigner_mass(c: float, m0: float, width: float, lo: float, hi: float) -> float:
+    """The Breit-Wigner mass at cumulative probability ``c``, kept in [lo, hi]."""
+    return min(max(m0 + 0.5 * width * math.tan(math.pi * (c - 0.5)), lo), hi)
+
+
 def resonance_mass(m0: float, width: float, daughters: Sequence[float], parent_mass: float,
                    sampler: Sampler, address: str) -> float:
     """Draw a resonance mass: a Breit-Wigner truncated to the kinematic range (one uniform mapped
@@ -358,8 +363,7 @@ def resonance_mass(m0: float, width: float, daughters: Sequence[float], parent_m
     bound = resonance_bound(parent_mass, daughters_t)
     while True:
         c = sampler.uniform(c_lo, c_hi, address=f"{address}_bw_mass")
-        m = m0 + 0.5 * width * math.tan(math.pi * (c - 0.5))
-        m = min(max(m, lo), hi)
+        m = breit_wigner_mass(c, m0, width, lo, hi)
         w = _resonance_mass_weight(m, parent_mass, daughters_t)
         if sampler.uniform(0.0, 1.0, address=f"{address}_bw_accept") * bound < w:
             return m

@@ -14,6 +14,7 @@ from etalumis_core.distributions import Categorical, Normal, Poisson, Uniform
 from . import physics
 from .calorimeter import Calorimeter
 from .decay import DecayEvent, decay_tau, tau_four_momentum
+from .moves import TauMomentumMoves
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ class TauDecaySimulator(PythonSimulator):
         self.calorimeter = Calorimeter(shape_is=shape_is, control_counts=control_deposit_counts)
         self.channel_probs = physics.CHANNEL_PROBS.tolist()
         self._sampler = PPLSampler()
+        self._moves = TauMomentumMoves(self.resonances).moves()
         super().__init__(name=name, observations=self.observations)
 
     def config(self) -> dict[str, Any]:
@@ -204,6 +206,11 @@ class TauDecaySimulator(PythonSimulator):
     def report(self, posterior: Any, truth: Any, output_dir: str) -> dict:
         from .analysis import report
         return report(posterior, truth, output_dir)
+
+    def moves(self) -> tuple:
+        """Moves of the tau momentum along the cone that keeps every visible particle in place
+        (see :mod:`.moves`), for engines that take a simulator's own moves (SMC)."""
+        return self._moves
 
     def __repr__(self) -> str:
         return f"TauDecaySimulator({self.config()!r})"

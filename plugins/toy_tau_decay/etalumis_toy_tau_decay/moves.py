@@ -1,0 +1,139 @@
+"""Moves of the tau momentum that leave every visible particle where it is.
+
+In a decay τ → X ν with one neutrino (τ → π ν, K ν, and τ → R ν through a resonance R), the
+calorimeter fixes the four-momentum P of X, and the neutrino is unseen. Every tau momentum p with
+(p_τ − P)² = 0 explains the event equally well: the posterior of (px, py, pz) is a thin cone
+surface around P, a ring in (px, py) whose extent (about a GeV) dwarfs its width, set by the
+energy resolution. A random walk cannot follow it. These two moves travel along it exactly:
+
+* ``rotate`` turns p about the axis of P by an angle α ~ Uniform(−π, π);
+* ``rescale`` changes |p| by δ ~ Normal(0, ``scale``) and opens or closes the angle between p
+  and P as the constraint demands, keeping the azimuth about P.
+
+Both then set the decay angles of τ → X ν (uniform cos θ*, φ* in the tau rest frame) to those
+that give back the same P, so X and everything it decays into are unchanged. Given its auxiliary
+number, each move is an involution (−α, −δ undo it), so the Metropolis–Hastings ratio is the
+prior ratio times the Jacobian of the map. The prior measure d³p dΩ* is, up to a constant,
+d³P δ((p − P)²) d³p / E_P (two-body phase space); in coordinates (P, |p|, α), α the azimuth of
+p about P, integrating the δ over the tau-X angle leaves d³P |p| d|p| dα / (E_P |P|). Both moves
+shift |p| or α with P fixed, so the Jacobian is 1 for ``rotate`` and |p'| / |p| for ``rescale``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import physics
+from .decay import TWO_PI, boost, breit_wigner_mass, two_body_momentum
+from .physics import CHANNELS, TAU_MASS
+
+PX, PY, PZ = "tau_px__Uniform__1", "tau_py__Uniform__1", "tau_pz__Uniform__1"
+CHANNEL = "tau_channel__Categorical__1"
+
+
+def _x_mass(values: Mapping[str, Any], channel: physics.Channel, resonances: bool) -> float | None:
+    """The mass of X, the visible system recoiling against the tau neutrino, or None when the
+    channel is not a two-body tau decay."""
+    if resonances and channel.resonance is not None:
+        r = channel.resonance
+        base = f"tau_c{channel.index:02d}_bw_mass__Uniform__"
+        accepted = max((int(a[len(base):]) for a in values if a.startswith(base)), default=0)
+        if not accepted:
+            return None
+        lo = float(sum(physics.mass(p) for p in r.daughters))
+        return breit_wigner_mass(float(values[base + str(accepted)]), r.mass, r.width, lo,
+                                 TAU_MASS)
+    if len(channel.daughters) == 2 and not channel.leptonic:
+        return float(channel.masses[0])
+    return None
+
+
+def _direction(cos_theta: float, phi: float) -> np.ndarray:
+    sin_theta = math.sqrt(max(0.0, 1.0 - cos_theta * cos_theta))
+    return np.array([sin_theta * math.cos(phi), sin_theta * math.sin(phi), cos_theta])
+
+
+def _four(p: np.ndarray, mass: float) -> np.ndarray:
+    return np.concatenate([[math.sqrt(float(p @ p) + mass * mass)], p])
+
+
+class TauMomentumMoves:
+    """The two moves, for :meth:`TauDecaySimulator.moves`."""
+
+    def __init__(self, resonances: bool = True, scale: float = 1.0) -> None:
+        self.resonances = bool(resonances)
+        self.scale = float(scale)
+
+    def moves(self) -> tuple:
+        return (self.rotate, self.rescale)
+
+    def rotate(self, values: Mapping[str, Any], rng: np.random.Generator) -> Any:
+        alpha = float(rng.uniform(-math.pi, math.pi))
+
+        def turn(p: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, float]:
+            c, s = math.cos(alpha), math.sin(alpha)
+            return p * c + np.cross(axis, p) * s + axis * float(axis @ p) * (1.0 - c), 0.0
+
+        return self._move(values, turn)
+
+    def rescale(self, values: Mapping[str, Any], rng: np.random.Generator) -> Any:
+        delta = float(rng.normal(0.0, self.scale))
+
+        def stretch(p: np.ndarray, axis: np.ndarray, e_x: float, p_x: float,
+                    m_x: float) -> tuple[np.ndarray, float] | None:
+            def cone(q: float) -> float:   # cos of the tau-X angle that (p_τ − P)² = 0 needs
+                e = math.sqrt(q * q + TAU_MASS * TAU_MASS)
+                return (2.0 * e * e_x - TAU_MASS ** 2 - m_x ** 2) / (2.0 * q * p_x)
+
+            size = float(np.linalg.norm(p))
+            new_size = size + delta
+            along = float(p @ axis)
+            across = p - along * axis
+            width = float(np.linalg.norm(across))
+            if new_size <= 0.0 or width == 0.0:
+                return None
+            cos_new = along / size - cone(size) + cone(new_size)
+            if abs(cos_new) >= 1.0:
+                return None
+            sin_new = math.sqrt(1.0 - cos_new * cos_new)
+            new = new_size * (cos_new * axis + sin_new * across / width)
+            return new, math.log(new_size / size)
+
+        return self._move(values, stretch, needs_x=True)
+
+    def _move(self, values: Mapping[str, Any], step: Any, needs_x: bool = False) -> Any:
+        if CHANNEL not in values:
+            return None
+        channel = CHANNELS[int(values[CHANNEL])]
+        m_x = _x_mass(values, channel, self.resonances)
+        if m_x is None:
+            return None
+        prefix = f"tau_c{channel.index:02d}"
+        cos_key, phi_key = f"{prefix}_cos_theta__Uniform__1", f"{prefix}_phi__Uniform__1"
+        p_tau = np.array([values[PX], values[PY], values[PZ]], dtype=float)
+        p_star = two_body_momentum(TAU_MASS, m_x, 0.0)
+        n = _direction(float(values[cos_key]), float(values[phi_key]))
+        x4 = boost(np.concatenate([[math.sqrt(p_star * p_star + m_x * m_x)], p_star * n]),
+                   _four(p_tau, TAU_MASS), TAU_MASS)[0]
+        p_x = x4[1:]
+        axis = p_x / np.linalg.norm(p_x)
+        moved = (step(p_tau, axis, float(x4[0]), float(np.linalg.norm(p_x)), m_x) if needs_x
+                 else step(p_tau, axis))
+        if moved is None:
+            return None
+        new_tau, log_jacobian = moved
+        # X in the rest frame of the moved tau: the boost by the tau's reversed momentum.
+        rest = boost(x4, _four(-new_tau, TAU_MASS), TAU_MASS)[0][1:]
+        size = float(np.linalg.norm(rest))
+        if abs(size - p_star) > 1e-6 * max(p_star, 1.0):
+            return None   # no such decay (numerically off the cone)
+        new_n = rest / size
+        new_phi = math.atan2(new_n[1], new_n[0]) % TWO_PI
+        return ({PX: float(new_tau[0]), PY: float(new_tau[1]), PZ: float(new_tau[2]),
+                 cos_key: float(new_n[2]), phi_key: new_phi}, log_jacobian)
+
+
+__all__ = ["TauMomentumMoves"]
