@@ -25,7 +25,7 @@ def effective_size(posterior, key):
     if engine in ("lmh", "rmh"):
         return posterior.mcmc_ess(key)
     if engine == "smc":
-        return posterior.metadata["round_stats"][-1]["unique_after_resampling"]
+        return posterior.metadata["distinct_ancestors"]
     return posterior.marginal(key).ess
 
 
@@ -155,6 +155,36 @@ def test_smc_follows_a_narrow_ridge():
     assert np.max(np.abs(a_plus_b - 1.0)) < 6 * 0.01   # every particle sits on the ridge
     stats = post.metadata["round_stats"][-1]
     assert stats["acceptance_block"] > 0.1, stats
+
+
+class RidgeWithAMove(et.PythonSimulator):
+    """The ridge, with the move its owner knows: (a, b) -> (a + t, b - t) keeps a + b."""
+
+    def __init__(self):
+        super().__init__(ridge, name="ridge", observations={"y": ()})
+
+    def moves(self):
+        return (self.slide,)
+
+    @staticmethod
+    def slide(values, rng):
+        a, b = values.get("ridge+1__Normal__1"), values.get("ridge+2__Normal__1")
+        if a is None or b is None:
+            return None
+        t = float(rng.normal(0.0, 1.0))
+        return {"ridge+1__Normal__1": a + t, "ridge+2__Normal__1": b - t}, 0.0
+
+
+def test_smc_uses_a_simulators_own_moves():
+    s2 = 0.01 ** 2
+    mean, std = 1.0 / (2 + s2), math.sqrt((2 * s2 / (2 + s2) + 2) / 4)
+    sim = RidgeWithAMove()
+    post = et.infer(sim, engine="smc", num_traces=1000, seed=4)
+    stats = post.metadata["round_stats"][-1]
+    assert stats["acceptance_model"] > 0.3, stats   # the slide never leaves the ridge
+    ess = effective_size(post, "a")
+    within(float(post.marginal("a").mean), mean, std / math.sqrt(ess), "E[a] with the move")
+    within(float(post.marginal("a").stddev), std, std / math.sqrt(2 * ess), "sd[a] with the move")
 
 
 def test_smc_reports_its_rounds_and_rejects_bad_options(gaussian_obs):

@@ -76,7 +76,7 @@ def run_inference(simulator: SimulatorSpec, engine: Engine, executor: Executor,
         "seed": meta.get("seed"), "num_traces": posterior.num_traces, "ess": posterior.ess,
         "wall_time_s": meta.get("wall_time_s"), "traces_per_second": meta.get("traces_per_second"),
         **{k: meta[k] for k in ("acceptance_rate", "log_evidence", "r_hat", "prior_fallbacks",
-                                "retried_tasks") if k in meta},
+                                "retried_tasks", "rounds", "round_stats") if k in meta},
         "versions": versions(load_plugins()),
         "trace_types": posterior.trace_type_table()[:50],
         "num_trace_types": len(posterior.trace_types),
@@ -89,6 +89,10 @@ def run_inference(simulator: SimulatorSpec, engine: Engine, executor: Executor,
         summary["ess"] = min(per_latent) if per_latent else None
     else:
         summary["log_evidence"] = posterior.log_evidence
+        if "distinct_ancestors" in meta:
+            # SMC's particles are equally weighted, but copies of one ancestor are not
+            # independent draws: count the ancestors (a conservative ESS).
+            summary["ess"] = meta["distinct_ancestors"]
     truth_dict = truth.values_by_name() if truth is not None else None
     if truth_dict is not None:
         summary["truth"] = {k: jsonable(v) for k, v in truth_dict.items() if np.size(v) <= 64}
@@ -146,6 +150,8 @@ def infer_from_config(cfg: Any, output_dir: str) -> dict:
             f"ESS {ess if ess is None else round(ess, 1)}")
     if "acceptance_rate" in summary:
         line += f", acceptance {summary['acceptance_rate']:.2f}"
+    if "rounds" in summary:
+        line += f", {summary['rounds']} tempering rounds"
     headline = summary.get("report", {}).get("headline")
     unconverged = {k: v for k, v in (summary.get("r_hat") or {}).items() if not v < 1.1}
     if unconverged:

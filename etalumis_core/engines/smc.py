@@ -16,6 +16,9 @@ resamples (systematic), then moves every particle with Metropolis–Hastings ker
   fixed during the round, so the step is symmetric: the reverse step uses (b, a). A step is
   rejected when the proposed trace makes different unordered choices or steps a different set
   of addresses, which keeps that symmetry when control flow changes;
+* one of the simulator's own moves, if it offers any (:meth:`Simulator.moves`): proposals that
+  know a symmetry of the model, such as the tau plugin's moves of the tau momentum that keep
+  every visible particle in place, which travel where no generic move can;
 * with probability ``redraw_probability``, a lightweight-MH move (see :mod:`.mh`) at one
   controlled site drawn afresh from its prior, which lets a particle change its discrete
   choices and keeps the kernel irreducible when the population has collapsed.
@@ -95,12 +98,15 @@ class SequentialMonteCarlo(Engine):
         Effective sample size, as a fraction of the particles, that each round's reweighting
         keeps (the tempering step is chosen to hit it). Higher means more, gentler rounds.
     moves:
-        MH sweeps per particle per round (each: one differential-evolution move, plus a
-        prior-redraw move with probability ``redraw_probability``).
+        MH sweeps per particle per round (each: one differential-evolution move, one of the
+        simulator's own moves if it has any, and a prior-redraw move with probability
+        ``redraw_probability``).
     redraw_probability:
         Chance per sweep of a lightweight-MH prior redraw at one controlled site.
     jump_probability:
         Chance that a differential-evolution move uses γ = 1 (a jump between modes).
+    model_moves:
+        Use the simulator's own moves (:meth:`Simulator.moves`), one per sweep, when it has any.
     max_rounds:
         Safety stop: after this many rounds the last one goes straight to β = 1 (recorded in
         ``metadata["truncated"]``).
@@ -111,7 +117,8 @@ class SequentialMonteCarlo(Engine):
     name = "smc"
 
     def __init__(self, ess_fraction: float = 0.5, moves: int = 5, redraw_probability: float = 0.25,
-                 jump_probability: float = 0.1, max_rounds: int = 1000, chunk_size: int = 16,
+                 jump_probability: float = 0.1, model_moves: bool = True,
+                 max_rounds: int = 1000, chunk_size: int = 16,
                  retries: int = 3, max_value_size: int = 4096) -> None:
         if not 0.0 < ess_fraction < 1.0:
             raise ValueError(f"ess_fraction must lie in (0, 1), got {ess_fraction!r}")
@@ -126,6 +133,7 @@ class SequentialMonteCarlo(Engine):
         self.moves = int(moves)
         self.redraw_probability = float(redraw_probability)
         self.jump_probability = float(jump_probability)
+        self.model_moves = bool(model_moves)
         self.max_rounds = int(max_rounds)
         self.chunk_size = int(chunk_size)
         self.retries = int(retries)
@@ -134,7 +142,8 @@ class SequentialMonteCarlo(Engine):
     def options(self) -> dict:
         return {"ess_fraction": self.ess_fraction, "moves": self.moves,
                 "redraw_probability": self.redraw_probability,
-                "jump_probability": self.jump_probability, "max_rounds": self.max_rounds,
+                "jump_probability": self.jump_probability, "model_moves": self.model_moves,
+                "max_rounds": self.max_rounds,
                 "chunk_size": self.chunk_size}
 
     def _run(self, simulator: Simulator | SimulatorSpec, observations: dict, num_traces: int,
@@ -181,6 +190,7 @@ class SequentialMonteCarlo(Engine):
                     break
         final_log_lik = np.array([p.log_likelihood for p in particles])
         posterior.metadata = {"log_evidence": log_evidence, "rounds": len(rounds),
+                              "distinct_ancestors": rounds[-1]["unique_after_resampling"],
                               "log_likelihood_range": [float(final_log_lik.min()),
                                                        float(final_log_lik.max())],
                               "betas": [r["beta"] for r in rounds], "round_stats": rounds,
@@ -317,7 +327,7 @@ def _block_move(simulator: Simulator, controller: MHController, particle: Partic
 def _model_move(simulator: Simulator, controller: MHController, particle: Particle, pool: dict,
                 beta: float, engine: SequentialMonteCarlo, rng: np.random.Generator) -> Any:
     """One of the simulator's own moves (:meth:`Simulator.moves`), chosen uniformly."""
-    moves = simulator.moves()
+    moves = simulator.moves() if engine.model_moves else ()
     if not moves:
         return None
     proposal = moves[int(rng.integers(len(moves)))](particle.values, rng)
