@@ -193,6 +193,9 @@ def test_smc_reports_its_rounds_and_rejects_bad_options(gaussian_obs):
     betas = post.metadata["betas"]
     assert betas[-1] == 1.0 and all(b1 > b0 for b0, b1 in zip(betas, betas[1:]))
     assert post.ess == pytest.approx(200)   # equally weighted particles
+    assert not post.metadata["truncated"]
+    short = et.infer(ridge, engine="smc", num_traces=100, seed=0, max_rounds=2)
+    assert short.metadata["rounds"] == 2 and short.metadata["truncated"]
     with pytest.raises(ValueError, match="ess_fraction"):
         et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", ess_fraction=1.5)
     with pytest.raises(ValueError, match="at least 2 particles"):

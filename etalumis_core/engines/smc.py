@@ -11,7 +11,9 @@ resamples (systematic), then moves every particle with Metropolis–Hastings ker
   two particles of the population that made the same unordered discrete choices (categoricals,
   Bernoullis). The population's spread sets the size and direction of the step, so the move
   follows the narrow, correlated ridges a sharp likelihood leaves, where single-site random
-  walks stall. γ = 2.38 / √(2d) for d stepped numbers, and 1 with probability
+  walks stall. Half the steps move all those values, half a random half of them (a
+  lower-dimensional step is accepted more often where some directions of the spread are
+  curved). γ = 2.38 / √(2d) for d stepped numbers, and 1 with probability
   ``jump_probability`` (to hop between modes). The population a round's moves draw from is
   fixed during the round, so the step is symmetric: the reverse step uses (b, a). A step is
   rejected when the proposed trace makes different unordered choices or steps a different set
@@ -153,7 +155,7 @@ class SequentialMonteCarlo(Engine):
         name = simulator_name(simulator)
         chunks = split(num_traces, self.chunk_size)
         rng = chunk_rng(seed, 0)
-        beta, log_evidence, rounds = 0.0, 0.0, []
+        beta, log_evidence, rounds, truncated = 0.0, 0.0, [], False
         with Progress(None, f"{self.name} rounds", progress) as bar:
             items = [(self, observations, seed, (0, c), count, name)
                      for c, (_, count) in enumerate(chunks)]
@@ -162,8 +164,8 @@ class SequentialMonteCarlo(Engine):
             while True:
                 log_lik = np.array([p.log_likelihood for p in particles])
                 step = self._next_step(log_lik, beta, name)
-                if len(rounds) + 1 >= self.max_rounds:
-                    step = 1.0 - beta
+                if len(rounds) + 1 >= self.max_rounds and step < 1.0 - beta:
+                    step, truncated = 1.0 - beta, True
                 log_w = np.where(np.isfinite(log_lik), step * log_lik, -math.inf)
                 log_evidence += _logsumexp(log_w) - math.log(num_traces)
                 beta = 1.0 if beta + step >= 1.0 - 1e-12 else beta + step
@@ -194,7 +196,7 @@ class SequentialMonteCarlo(Engine):
                               "log_likelihood_range": [float(final_log_lik.min()),
                                                        float(final_log_lik.max())],
                               "betas": [r["beta"] for r in rounds], "round_stats": rounds,
-                              "truncated": len(rounds) >= self.max_rounds}
+                              "truncated": truncated}
         return posterior
 
     def _next_step(self, log_lik: np.ndarray, beta: float, name: str) -> float:
@@ -295,12 +297,20 @@ def _block_move(simulator: Simulator, controller: MHController, particle: Partic
         va, vb = a.get(address, _MISSING), b.get(address, _MISSING)
         if va is not _MISSING and vb is not _MISSING and np.shape(va) == np.shape(vb) == np.shape(value):
             differences[address] = np.subtract(va, vb, dtype=np.float64)
-    size = sum(np.size(d) for d in differences.values())
-    if size == 0 or not any(np.any(d != 0) for d in differences.values()):
+    chosen = list(differences)
+    if len(chosen) > 1 and rng.random() < 0.5:
+        # Half the steps move a random half of the values: where the population's spread is
+        # curved in some directions, a step that leaves them alone is accepted far more often.
+        keep = rng.random(len(chosen)) < 0.5
+        keep[int(rng.integers(len(chosen)))] = True
+        chosen = [address for address, k in zip(chosen, keep) if k]
+    size = sum(np.size(differences[address]) for address in chosen)
+    if size == 0 or not any(np.any(differences[address] != 0) for address in chosen):
         return None
     gamma = 1.0 if rng.random() < engine.jump_probability else 2.38 / math.sqrt(2.0 * size)
     stepped = {}
-    for address, difference in differences.items():
+    for address in chosen:
+        difference = differences[address]
         step = gamma * difference
         if address in particle.integer:
             step = np.round(step)

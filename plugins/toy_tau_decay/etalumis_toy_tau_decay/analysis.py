@@ -82,13 +82,15 @@ def continuous_summary(posterior: Any, name: str, truth: Mapping[str, Any]) -> d
     m = _marginal(posterior, name)
     if m is None:
         return None
-    q = m.quantile([0.05, 0.5, 0.95])
-    out = {"mean": float(m.mean), "stddev": float(m.stddev), "q05": float(q[0]),
-           "median": float(q[1]), "q95": float(q[2]), "ess": float(m.ess)}
+    q = m.quantile([0.025, 0.05, 0.5, 0.95, 0.975])
+    out = {"mean": float(m.mean), "stddev": float(m.stddev), "q025": float(q[0]),
+           "q05": float(q[1]), "median": float(q[2]), "q95": float(q[3]), "q975": float(q[4]),
+           "ess": float(m.ess)}
     if name in truth:
         t = float(np.asarray(truth[name]))
         out["true"] = t
-        out["true_within_90"] = bool(q[0] <= t <= q[2])
+        out["true_within_90"] = bool(q[1] <= t <= q[3])
+        out["true_within_95"] = bool(q[0] <= t <= q[4])
         out["pull"] = (out["mean"] - t) / out["stddev"] if out["stddev"] > 0 else None
     return out
 
@@ -257,6 +259,12 @@ def report(posterior: Any, truth: Any = None, output_dir: str | os.PathLike | No
         if channel.get("true_index") is not None:
             summary["headline"] += (f"; the true decay is tau- -> "
                                     f"{CHANNEL_ASCII_NAMES[channel['true_index']]}")
+        inside = {k: v["true_within_95"] for k, v in summary.get("momentum", {}).items()
+                  if v and "true_within_95" in v}
+        if inside:
+            summary["headline"] += ("\ntrue momentum inside the central 95% interval: "
+                                    + ", ".join(f"{k} {'yes' if v else 'NO'}"
+                                                for k, v in inside.items()))
     posterior = _renamed(posterior, names)
     if output_dir is None:
         return summary
