@@ -49,3 +49,27 @@ def test_a_worker_that_dies_is_a_clear_error():
     with pytest.raises(et.SimulatorError, match=r"worker process .* died.*__main__"):
         et.infer(dies, observe=OBS, num_traces=10, seed=0,
                  executor=et.ProcessPoolExecutor(num_workers=1))
+
+
+class _Counted(et.PythonSimulator):
+    built, closed = [], []
+
+    def __init__(self):
+        super().__init__(_one_normal, name="counted", observations={"y": ()})
+        _Counted.built.append(self)
+
+    def close(self):
+        _Counted.closed.append(self)
+
+
+def _one_normal():
+    et.observe(et.Normal(et.sample(et.Normal(0.0, 1.0), name="m"), 1.0), name="y")
+
+
+def test_a_run_without_an_executor_closes_what_it_built():
+    """The serial executor keeps a simulator built from a spec across an engine's rounds, and
+    the run that made the executor closes it (a PPX simulator's process must not outlive it)."""
+    _Counted.built.clear(), _Counted.closed.clear()
+    et.infer(SimulatorSpec(_Counted, name="counted"), observe={"y": 1.0}, engine="smc",
+             num_traces=20, seed=0)
+    assert len(_Counted.built) == 1 and _Counted.closed == _Counted.built

@@ -299,11 +299,16 @@ def generate_dataset(simulator: Simulator | SimulatorSpec | Any, output_dir: str
         weights.append(count)
     if done:
         log.info("resuming dataset %s: %d of %d traces already written", out, done, num_traces)
+    owned = executor is None
     executor = executor or SerialExecutor()
     with Progress(int(num_traces), "generating traces", progress) as bar:
         bar.update(done)
-        if items:
-            executor.map(_generate_shard, items, simulator, bar, weights=weights)
+        try:
+            if items:
+                executor.map(_generate_shard, items, simulator, bar, weights=weights)
+        finally:
+            if owned:
+                executor.close()
     build_index(out)
     return TraceDataset(out)
 

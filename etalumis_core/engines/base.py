@@ -56,11 +56,16 @@ class Engine:
         if not isinstance(num_traces, (int, np.integer)) or num_traces < 1:
             raise ValueError(f"num_traces must be a positive integer, got {num_traces!r}")
         seed = resolve_seed(seed)
+        owned = executor is None
         executor = executor or SerialExecutor()
         counters = executor.stats()
         started = time.perf_counter()
-        posterior = self._run(simulator, dict(observations or {}), int(num_traces), seed,
-                              executor, progress)
+        try:
+            posterior = self._run(simulator, dict(observations or {}), int(num_traces), seed,
+                                  executor, progress)
+        finally:
+            if owned:   # closes a simulator it built from a spec (a PPX process, say)
+                executor.close()
         elapsed = time.perf_counter() - started
         posterior.metadata.update(engine=self.name, options=self.options(), seed=seed,
                                   num_traces=posterior.num_traces, wall_time_s=elapsed,
