@@ -275,12 +275,29 @@ def _move_chunk(simulator: Simulator, item: tuple, report: Callable[[int], None]
             report(1)
         if builder is not None:
             if trace is None:   # no move accepted this round: run the particle's values again
-                controller.previous, controller.overrides, controller.redraw = \
-                    particle.values, {}, None
-                trace = run_trace(simulator, controller, engine.retries)
+                trace = _run(simulator, controller, particle, engine)[0]
             builder.add(trace, 0.0)
         out.append(particle)
     return out, accepted, tried, builder.build() if builder is not None else None
+
+
+def _run(simulator: Simulator, controller: MHController, particle: Particle,
+         engine: SequentialMonteCarlo, overrides: dict | None = None,
+         redraw: str | None = None) -> tuple[Trace, Particle] | None:
+    """Run the simulator on the particle's values, with ``overrides`` at some addresses, or
+    with the address ``redraw`` drawn afresh from its prior: ``(trace, its particle)``, or None
+    when an override lies outside its support (checked before the run where the particle knows
+    the support, so most impossible steps cost nothing)."""
+    overrides = overrides or {}
+    for address, value in overrides.items():
+        support = particle.supports.get(address)
+        if address not in particle.values or (support is not None
+                                               and not np.all(support.contains(value))):
+            return None
+    controller.previous, controller.overrides, controller.redraw = \
+        particle.values, overrides, redraw
+    trace = run_trace(simulator, controller, engine.retries)
+    return None if controller.outside else (trace, Particle(trace))
 
 
 def _block_move(simulator: Simulator, controller: MHController, particle: Particle, pool: dict,
@@ -310,21 +327,16 @@ def _block_move(simulator: Simulator, controller: MHController, particle: Partic
     gamma = 1.0 if rng.random() < engine.jump_probability else 2.38 / math.sqrt(2.0 * size)
     stepped = {}
     for address in chosen:
-        difference = differences[address]
-        step = gamma * difference
-        if address in particle.integer:
-            step = np.round(step)
-        value = particle.values[address] + step
-        if not np.all(particle.supports[address].contains(value)):
-            return False
-        stepped[address] = value.item() if np.ndim(value) == 0 else value
-        if address in particle.integer:
-            stepped[address] = int(stepped[address]) if np.ndim(value) == 0 else value
-    controller.previous, controller.overrides, controller.redraw = particle.values, stepped, None
-    trace = run_trace(simulator, controller, engine.retries)
-    if controller.outside:
+        step = gamma * differences[address]
+        integer = address in particle.integer
+        value = particle.values[address] + (np.round(step) if integer else step)
+        if np.ndim(value) == 0:
+            value = int(value) if integer else float(value)
+        stepped[address] = value
+    run = _run(simulator, controller, particle, engine, overrides=stepped)
+    if run is None:
         return False
-    proposed = Particle(trace)
+    trace, proposed = run
     if proposed.key != particle.key:
         return False
     shared = {ad for ad in proposed.supports if ad in a and ad in b
@@ -344,16 +356,10 @@ def _model_move(simulator: Simulator, controller: MHController, particle: Partic
     if proposal is None:
         return None
     stepped, log_ratio = proposal
-    for address, value in stepped.items():
-        support = particle.supports.get(address)
-        if address not in particle.values or (support is not None
-                                               and not np.all(support.contains(value))):
-            return False
-    controller.previous, controller.overrides, controller.redraw = particle.values, stepped, None
-    trace = run_trace(simulator, controller, engine.retries)
-    if controller.outside:
+    run = _run(simulator, controller, particle, engine, overrides=stepped)
+    if run is None:
         return False
-    proposed = Particle(trace)
+    trace, proposed = run
     if proposed.key != particle.key or proposed.controlled != particle.controlled:
         return False
     return _accept(particle, proposed, trace, beta, log_ratio, rng)
@@ -363,10 +369,8 @@ def _redraw_move(simulator: Simulator, controller: MHController, particle: Parti
                  beta: float, engine: SequentialMonteCarlo, rng: np.random.Generator) -> Any:
     """A lightweight-MH move: one controlled site redrawn from its prior."""
     sites = particle.controlled
-    site = sites[int(rng.integers(len(sites)))]
-    controller.previous, controller.overrides, controller.redraw = particle.values, {}, site
-    trace = run_trace(simulator, controller, engine.retries)
-    proposed = Particle(trace)
+    trace, proposed = _run(simulator, controller, particle, engine,
+                           redraw=sites[int(rng.integers(len(sites)))])
     if not proposed.controlled:
         return False
     sizes = math.log(len(sites)) - math.log(len(proposed.controlled))

@@ -73,7 +73,8 @@ class TauMomentumMoves:
     def rotate(self, values: Mapping[str, Any], rng: np.random.Generator) -> Any:
         alpha = float(rng.uniform(-math.pi, math.pi))
 
-        def turn(p: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, float]:
+        def turn(p: np.ndarray, axis: np.ndarray, e_x: float, p_x: float,
+                 m_x: float) -> tuple[np.ndarray, float]:
             c, s = math.cos(alpha), math.sin(alpha)
             return p * c + np.cross(axis, p) * s + axis * float(axis @ p) * (1.0 - c), 0.0
 
@@ -102,9 +103,11 @@ class TauMomentumMoves:
             new = new_size * (cos_new * axis + sin_new * across / width)
             return new, math.log(new_size / size)
 
-        return self._move(values, stretch, needs_x=True)
+        return self._move(values, stretch)
 
-    def _move(self, values: Mapping[str, Any], step: Any, needs_x: bool = False) -> Any:
+    def _move(self, values: Mapping[str, Any], step: Any) -> Any:
+        """Apply ``step(p_tau, axis of P, E_X, |P|, m_X) -> (new p_tau, log Jacobian) | None``
+        and solve for the decay angles that keep P."""
         if CHANNEL not in values:
             return None
         channel = CHANNELS[int(values[CHANNEL])]
@@ -120,8 +123,7 @@ class TauMomentumMoves:
                    _four(p_tau, TAU_MASS), TAU_MASS)[0]
         p_x = x4[1:]
         axis = p_x / np.linalg.norm(p_x)
-        moved = (step(p_tau, axis, float(x4[0]), float(np.linalg.norm(p_x)), m_x) if needs_x
-                 else step(p_tau, axis))
+        moved = step(p_tau, axis, float(x4[0]), float(np.linalg.norm(p_x)), m_x)
         if moved is None:
             return None
         new_tau, log_jacobian = moved
