@@ -7,7 +7,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from .controller import Controller
-from .engines.base import Engine, resolve_seed
+from .engines.base import Engine
+from .seeding import resolve_seed
 from .executors import Executor
 from .plugins import Plugins, load_plugins
 from .posterior import Posterior

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .controller import Controller
 from .errors import SimulatorError
@@ -99,6 +99,21 @@ def run_trace(simulator: Simulator, controller: Controller, retries: int = 0) ->
                 raise
             controller.rng.bit_generator.state = state
     raise AssertionError("unreachable")
+
+
+def run_traces(simulator: Simulator, controller: Controller, count: int, retries: int = 0,
+               report: Callable[[int], None] | None = None) -> Iterator[Trace]:
+    """The one trace loop: ``count`` traces with one controller, each retried as
+    :func:`run_trace` does, ``report(1)`` after each (a progress bar's update)."""
+    for _ in range(count):
+        trace = run_trace(simulator, controller, retries)
+        if report is not None:
+            report(1)
+        yield trace
+
+
+def simulator_name(simulator: Simulator | "SimulatorSpec") -> str:
+    return getattr(simulator, "name", type(simulator).__name__)
 
 
 class SimulatorSpec:

@@ -43,7 +43,7 @@ def test_generate_and_read_back(tmp_path):
         assert all(r.trace_type == ds.trace_types[t] for r in ds.records(ids[:5]))
     # A record equals what a trace drawn with the shard's generator gives.
     from etalumis_core.data import make_generation_controller
-    from etalumis_core.engines.base import chunk_rng
+    from etalumis_core.seeding import chunk_rng
 
     controller = make_generation_controller(chunk_rng(5, 1), None)
     sim = models.make_poisson_mixture()

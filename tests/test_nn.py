@@ -152,7 +152,7 @@ def test_array_valued_site_has_elementwise_proposals():
 
 def _batch(simulator, n=32, seed=0):
     from etalumis_core.data import make_generation_controller
-    from etalumis_core.engines.base import chunk_rng
+    from etalumis_core.seeding import chunk_rng
 
     controller = make_generation_controller(chunk_rng(seed, 0), None)
     return collate([record_from_trace(et.run_trace(simulator, controller), i) for i in range(n)])

@@ -19,7 +19,8 @@ from ..api import observations_of, simulate
 from ..data.hdf5 import atomic_write_text
 from ..data.observation import (jsonable, load_observation, save_observation, truth_trace,
                                 truth_values)
-from ..engines.base import Engine, resolve_seed
+from ..engines.base import Engine
+from ..seeding import resolve_seed
 from ..executors import Executor
 from ..plugins import Plugins, load_plugins
 from ..posterior import PosteriorBuilder

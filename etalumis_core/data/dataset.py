@@ -36,7 +36,8 @@ from ..distributions import Bernoulli, Categorical, LogNormal, Normal
 from ..errors import ConfigError, EtalumisError
 from ..executors import Executor, SerialExecutor
 from ..progress import Progress
-from ..simulator import Simulator, SimulatorSpec, run_trace
+from ..seeding import chunk_rng, resolve_seed, split
+from ..simulator import Simulator, SimulatorSpec, run_traces, simulator_name
 from ..trace import trace_type_hash
 from .hdf5 import (atomic_h5, atomic_write_text, open_h5, read_json, read_strings, write_json,
                    write_strings)
@@ -238,14 +239,10 @@ def _shard_complete(path: Path, count: int) -> bool:
 
 def _generate_shard(simulator: Simulator, item: tuple, report: Callable[[int], None]) -> int:
     output_dir, seed, index, start, count, inflation, retries, sim_name = item
-    from ..engines.base import chunk_rng
 
     controller = make_generation_controller(chunk_rng(seed, index), inflation)
-    records = []
-    for j in range(count):
-        trace = run_trace(simulator, controller, retries)
-        records.append(record_from_trace(trace, start + j))
-        report(1)
+    records = [record_from_trace(trace, start + j) for j, trace in
+               enumerate(run_traces(simulator, controller, count, retries, report))]
     write_shard(Path(output_dir) / shard_name(index), records,
                 {"chunk_index": index, "first_trace": start, "seed": seed,
                  "simulator": np.bytes_(sim_name.encode())})
@@ -262,7 +259,6 @@ def generate_dataset(simulator: Simulator | SimulatorSpec | Any, output_dir: str
     work item per shard on ``executor`` (serial by default); resumes a killed run in the same
     ``output_dir`` (same arguments required) by skipping complete shards.
     """
-    from ..engines.base import resolve_seed, simulator_name, split
     from ..simulator import as_simulator
 
     if not isinstance(num_traces, (int, np.integer)) or num_traces < 1:

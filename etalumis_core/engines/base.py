@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any, Mapping
 
@@ -12,30 +11,10 @@ import numpy as np
 from ..controller import Controller
 from ..executors import Executor, SerialExecutor
 from ..posterior import Posterior
-from ..progress import Progress
-from ..simulator import Simulator, SimulatorSpec
+from ..seeding import resolve_seed
+from ..simulator import Simulator, SimulatorSpec, simulator_name
 
 log = logging.getLogger(__name__)
-
-
-def chunk_rng(seed: int, *index: int) -> np.random.Generator:
-    """The generator of work item ``index`` of a run (one or more non-negative integers, e.g.
-    round and item): a function of the run's seed and the index alone, so results do not
-    depend on how items are spread over workers."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=index)))
-
-
-def resolve_seed(seed: int | None) -> int:
-    """``None`` draws a fresh seed; it is recorded so the run can be repeated exactly."""
-    if seed is None:
-        return int(np.random.SeedSequence().entropy % (2 ** 63))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
-def simulator_name(simulator: Simulator | SimulatorSpec) -> str:
-    return getattr(simulator, "name", type(simulator).__name__)
 
 
 class Engine:
@@ -92,12 +71,3 @@ def run_counters(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict:
             value = value - before.get(key, 0)
         out[key] = value
     return out
-
-
-def split(total: int, size: int) -> list[tuple[int, int]]:
-    """``(start, count)`` chunks of at most ``size`` covering ``range(total)``."""
-    return [(start, min(size, total - start)) for start in range(0, total, size)]
-
-
-def num_chunks(total: int, size: int) -> int:
-    return math.ceil(total / size)

@@ -23,8 +23,8 @@ from ..errors import EtalumisError, ObservationError
 from ..executors import Executor
 from ..posterior import Posterior, PosteriorBuilder
 from ..progress import Progress
-from ..simulator import Simulator, SimulatorSpec, run_trace
-from .base import chunk_rng, simulator_name, split
+from ..simulator import Simulator, SimulatorSpec, run_trace, simulator_name
+from ..seeding import chunk_rng, split
 from .importance import ImportanceSampling
 
 _loaded: dict[tuple[str, float], Any] = {}   # per process: network files already read

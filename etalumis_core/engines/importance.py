@@ -13,8 +13,9 @@ from typing import Any, Callable, Mapping
 from ..executors import Executor
 from ..posterior import Posterior, PosteriorBuilder
 from ..progress import Progress
-from ..simulator import Simulator, SimulatorSpec, run_trace
-from .base import Engine, chunk_rng, simulator_name, split
+from ..simulator import Simulator, SimulatorSpec, run_trace, simulator_name
+from ..seeding import chunk_rng, split
+from .base import Engine
 
 
 class ImportanceSampling(Engine):

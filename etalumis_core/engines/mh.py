@@ -25,9 +25,10 @@ from ..controller import Controller
 from ..executors import Executor
 from ..posterior import Posterior, PosteriorBuilder
 from ..progress import Progress
-from ..simulator import Simulator, SimulatorSpec, run_trace
+from ..simulator import Simulator, SimulatorSpec, run_trace, simulator_name
 from ..trace import SAMPLE, Trace
-from .base import Engine, chunk_rng, simulator_name
+from ..seeding import chunk_rng
+from .base import Engine
 
 _MISSING = object()
 

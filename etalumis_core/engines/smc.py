@@ -43,9 +43,10 @@ from ..distributions import Bernoulli, Categorical
 from ..executors import Executor
 from ..posterior import Posterior, PosteriorBuilder, _logsumexp
 from ..progress import Progress
-from ..simulator import Simulator, SimulatorSpec, run_trace
+from ..simulator import Simulator, SimulatorSpec, run_trace, simulator_name
 from ..trace import SAMPLE, Trace
-from .base import Engine, chunk_rng, simulator_name, split
+from ..seeding import chunk_rng, split
+from .base import Engine
 from .mh import _MISSING, MHController
 
 _UNORDERED = (Categorical, Bernoulli)

@@ -72,11 +72,11 @@ class OnlineSource:
 
     def traces(self, key: int, count: int) -> list:
         from ..data.dataset import make_generation_controller
-        from ..engines.base import chunk_rng
-        from ..simulator import run_trace
+        from ..seeding import chunk_rng
+        from ..simulator import run_traces
 
         controller = make_generation_controller(chunk_rng(self.seed, key), self.prior_inflation)
-        return [run_trace(self.simulator, controller, 3) for _ in range(count)]
+        return list(run_traces(self.simulator, controller, count, retries=3))
 
     def batch(self, step: int, batch_size: int) -> Batch:
         key = step * self.num_ranks + self.rank
@@ -118,7 +118,7 @@ class DatasetSource:
         return DatasetSource(self.dataset, self.seed, self.validation_size, rank, num_ranks)
 
     def batch(self, step: int, batch_size: int) -> Batch:
-        from ..engines.base import chunk_rng
+        from ..seeding import chunk_rng
 
         per_step = batch_size * self.num_ranks
         steps_per_epoch = max(self.num_train // per_step, 1)

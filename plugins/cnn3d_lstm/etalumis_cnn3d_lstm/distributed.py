@@ -276,7 +276,7 @@ class ShardedDatasetSource(DatasetSource):
 
     def global_ids(self, step: int, batch_size: int) -> np.ndarray:
         """Trace ids of the step's global batch, sorted by trace type."""
-        from etalumis_core.engines.base import chunk_rng
+        from etalumis_core.seeding import chunk_rng
 
         steps_per_epoch = max(self.num_train // batch_size, 1)
         epoch, pos = divmod(step, steps_per_epoch)
@@ -337,7 +337,7 @@ class ShardedOnlineSource:
 
     def traces(self, keys: Sequence[int]) -> list:
         from etalumis_core.data.dataset import make_generation_controller
-        from etalumis_core.engines.base import chunk_rng
+        from etalumis_core.seeding import chunk_rng
         from etalumis_core.simulator import run_trace
 
         return [run_trace(self.simulator,

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 import etalumis_core as et
-from etalumis_core.engines.base import chunk_rng
+from etalumis_core.seeding import chunk_rng
 from etalumis_core.engines.mh import MHController, _controlled_values
 from etalumis_toy_tau_decay import TauDecaySimulator, physics
 from etalumis_toy_tau_decay.decay import _bw_cdf
