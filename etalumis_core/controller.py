@@ -104,7 +104,7 @@ class Controller:
                                         log_prob, log_q, reused))
         return value
 
-    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> None:
+    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> Any:
         address = self._address(base, distribution.name)
         if name is not None:
             self.observed_names.add(name)
@@ -125,6 +125,7 @@ class Controller:
         self._log_likelihood += log_prob
         self._variables.append(Variable(OBSERVE, address, name, distribution, value, False,
                                         log_prob))
+        return value
 
     def tag(self, base: str, value: Any, name: str | None) -> None:
         self._variables.append(Variable(TAG, self._address(base, "tag"), name, None, value,
