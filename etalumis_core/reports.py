@@ -275,7 +275,8 @@ def plot_scalars(posterior: Any, names: Sequence[str], truth: Mapping[str, Any],
         if name in truth:
             ax.axvline(float(truth[name]), color="tab:red", lw=2, label="true")
         ax.set_xlabel(f"{name} [{unit}]" if unit else name)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:   # a name with neither posterior nor truth
+            ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
