@@ -39,10 +39,14 @@ print(tuple(embedding({"grid": torch.rand(3, 6, 6, 4)}).shape))
 """
 
 
+# The fresh environment sees only what is installed in it, not a development checkout.
+ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+       "PIP_DISABLE_PIP_VERSION_CHECK": "1", "OMP_NUM_THREADS": "1"}
+
+
 def sh(*args, cwd=None, check=True):
     out = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True,
-                         timeout=900, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-                                           "OMP_NUM_THREADS": "1"})
+                         timeout=900, env=ENV)
     if check and out.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} failed:\n{out.stdout}\n{out.stderr}")
     return out
