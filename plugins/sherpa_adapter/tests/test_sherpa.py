@@ -127,6 +127,7 @@ def test_infers_a_planted_electron_channel(sherpa_binary, tmp_path) -> None:
         summary = sim.report(post, truth, str(tmp_path))
     assert summary["channel"]["map_index"] == 0
     assert summary["channel"]["true_index"] == 0
+    assert summary["headline"].startswith("most probable decay: tau- -> e- nu_e~ nu (posterior")
     assert summary["energies"]["e_visible"]["true"] == pytest.approx(truth.named("visible_energy").value)
     assert set(summary["momentum"]) == {"px", "py", "pz"}
     for plot in ("channels", "momentum", "calorimeter"):
