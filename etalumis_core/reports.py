@@ -158,11 +158,12 @@ def scalar_summaries(posterior: Any, names: Sequence[str], truth: Mapping[str, A
     return out
 
 
-def posterior_summary(posterior: Any, truth: Any = None, *, category: str, labels: Sequence[str],
-              prior: Sequence[float] | None = None,
-              other_labels: Mapping[str, Sequence[str]] | None = None,
-              groups: Mapping[str, Sequence[str]] | None = None, counts: Collection[str] = (),
-              names: Mapping[str, str] | None = None) -> dict:
+def posterior_summary(posterior: Any, truth: Any = None, *, category: str,
+                      labels: Sequence[str], prior: Sequence[float] | None = None,
+                      other_labels: Mapping[str, Sequence[str]] | None = None,
+                      groups: Mapping[str, Sequence[str]] | None = None,
+                      counts: Collection[str] = (),
+                      names: Mapping[str, str] | None = None) -> dict:
     """A JSON-serialisable summary: ``num_traces``, ``ess``, then under ``category`` the
     :func:`category_summary` of that discrete variable (``labels``, ``prior`` and
     ``other_labels`` per category), then for each of ``groups`` (``{"momentum": ("px", "py",
