@@ -35,6 +35,11 @@ requested traces, without duplicates, and equals the undisturbed run. :meth:`Das
 counts what was retried (``retried_tasks``, ``lost_attempts``, ``failed_attempts``); engines copy
 the counts of their run into ``posterior.metadata``.
 
+A trace that runs past ``timeout`` seconds kills its worker (see :class:`_Watchdog`): a Dask
+task cannot be interrupted, but its process can, and the item is then rerun like any item lost
+with its worker. When the scheduler gives up on an item, the run fails naming the item (and the
+trace that timed out, if one did).
+
 SLURM with dask-jobqueue
 ------------------------
 ::
