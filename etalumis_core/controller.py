@@ -105,8 +105,9 @@ class Controller:
                      tuple(self._controlled))
 
     def _address(self, base: str, kind: str) -> str:
-        self._choices_left -= 1
-        if self._choices_left < 0:
+        left = self._choices_left - 1
+        self._choices_left = left
+        if left < 0:
             self._too_many_choices()
         counts = self._counts
         n = counts.get(base, 0) + 1
@@ -160,10 +161,10 @@ class Controller:
         address = self._address(base, distribution.name)
         if name is not None:
             self.observed_names.add(name)
-            given = self._given.get(name)
-            if given is not None:
-                value, shape = given
-                if shape != distribution.batch_shape:
+            if name in self._given:
+                value, shape = self._given[name]
+                # _shape is batch_shape without the property call: this runs every observe.
+                if shape != distribution._shape:
                     value = self._fit_shape(address, name, value, distribution)
         if value is None:
             if not self.sample_missing_observations:
