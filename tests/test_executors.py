@@ -148,3 +148,15 @@ def test_a_simulator_exception_in_a_pool_names_the_item_trace_and_seed():
 def test_timeouts_are_checked():
     with pytest.raises(ValueError, match="timeout must be positive"):
         et.ProcessPoolExecutor(timeout=0)
+
+
+def test_the_pool_is_configured_with_its_timeout():
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "executor" / "process.yaml"
+    params = yaml.safe_load(conf.read_text())["params"]
+    assert params["timeout"] == 600 and params["retries"] == 2
+    inspect.signature(et.ProcessPoolExecutor).bind(**params)
