@@ -22,6 +22,10 @@ class SimulatorError(EtalumisError, RuntimeError):
     """A simulator failed, died or stalled."""
 
 
+class TraceTooLongError(EtalumisError, RuntimeError):
+    """A trace made more random choices than its simulator's ``max_choices`` allows."""
+
+
 class ProtocolError(EtalumisError, ValueError):
     """A PPX message was malformed, unexpected or out of step."""
 
