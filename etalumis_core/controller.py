@@ -157,7 +157,7 @@ class Controller:
                                         log_prob, log_q, reused))
         return value
 
-    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> None:
+    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> Any:
         address = self._address(base, distribution.name)
         if name is not None:
             self.observed_names.add(name)
@@ -181,6 +181,7 @@ class Controller:
         self._log_likelihood += log_prob
         self._variables.append(Variable(OBSERVE, address, name, distribution, value, False,
                                         log_prob))
+        return value
 
     def _fit_shape(self, address: str, name: str, value: Any, distribution: Any) -> Any:
         """An observation whose shape differs from the distribution's only by dimensions of
