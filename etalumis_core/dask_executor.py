@@ -275,7 +275,8 @@ class _Watchdog:
                 if now - watch.beat > watch.timeout and watch not in warned:
                     warned.add(watch)
                     self._stalled(watch)
-            warned &= self._running
+            with self._lock:
+                warned &= self._running
 
     def _stalled(self, watch: _Watch) -> None:
         what = (f"work item {watch.index}: trace {watch.done + 1} of the item ran longer than "

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 __all__ = ["EtalumisError", "ObservationError", "NonFiniteLogProbError", "SimulatorError",
-           "ProtocolError", "SimulatorProtocolError", "PluginError", "ConfigError"]
+           "TraceTooLongError", "ProtocolError", "SimulatorProtocolError", "PluginError",
+           "ConfigError"]
 
 
 class EtalumisError(Exception):
