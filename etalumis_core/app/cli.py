@@ -1,7 +1,7 @@
 """The ``etalumis`` command: Hydra-composed jobs, plus ``etalumis plugins``.
 
 ``etalumis [COMMAND] [overrides...]`` where COMMAND is one of ``infer`` (the default),
-``simulate``, ``dataset``, ``train``, ``serve`` or ``plugins``. Each job's config is
+``simulate``, ``dataset``, ``train``, ``serve``, ``calibrate`` or ``plugins``. Each job's config is
 ``conf/COMMAND.yaml`` (shipped inside the package); ``-m`` runs a multirun sweep. The
 ``@hydra.main`` functions stay thin: they turn the config into plain arguments for
 :mod:`etalumis_core.app.jobs`.
@@ -17,7 +17,7 @@ from typing import Any, Callable
 from ..errors import EtalumisError, PluginError
 from ..plugins import load_plugins
 
-COMMANDS = ("infer", "simulate", "dataset", "train", "serve")
+COMMANDS = ("infer", "simulate", "dataset", "train", "serve", "calibrate")
 # Config groups whose options name registered things, and the registry holding them.
 GROUPS = {"simulator": "simulators", "engine": "engines", "executor": "executors",
           "proposal": "proposals", "trainer": "trainers"}
@@ -28,6 +28,7 @@ DEFAULTS = {
     "dataset": {"simulator": "toy_tau_decay", "executor": "serial"},
     "train": {"simulator": "toy_tau_decay", "proposal": "feedforward", "trainer": "single"},
     "serve": {"simulator": "toy_tau_decay"},
+    "calibrate": {"simulator": "gaussian", "engine": "importance", "executor": "process"},
 }
 
 
