@@ -5,6 +5,7 @@ trans-dimensional and sharply peaked (144 readings at 1 °C). The documented eng
 "Inference") is SMC; on the calibration grid (8 + 2 cells, dt = 300 s; truth and model share it)
 one event costs about 12 CPU-seconds with its 32 particles and 6 sweeps per round. This test
 gives it 48 particles and 8 sweeps (about 25 CPU-seconds) for a margin on its one event.
+The known-cycle variant (the autoclave log available) is checked with RMH as well.
 """
 from __future__ import annotations
 
@@ -40,3 +41,26 @@ def test_smc_recovers_mid_thickness_temperature_with_the_random_cycle():
     for name in ("peak_temperature", "final_cure", "h_top", "rate_factor"):
         low, high = post.marginal(name).quantile([0.005, 0.995])
         assert low <= truth.named(name).value <= high, name
+
+
+@pytest.mark.timeout(120)
+def test_rmh_recovers_mid_thickness_temperature_with_a_known_cycle():
+    sim = CureSimulator(n_laminate=10, n_tool=3, dt=150.0, cycle="one_hold")
+    truth = et.simulate(sim, seed=1)
+    true_mid = truth.named("mid_temperature").value
+    post = et.infer(sim, observe=et.observations_of(truth), engine="rmh", num_traces=1000,
+                    burn_in=400, seed=1, progress=False)
+    posterior_band = band(post, "mid_temperature")
+    prior = np.array([et.simulate(sim, seed=1000 + i).named("mid_temperature").value
+                      for i in range(100)])
+    prior_low, prior_high = np.quantile(prior, [0.05, 0.95], axis=0)
+
+    assert band_coverage(posterior_band, true_mid) >= 0.8
+    posterior_width = np.mean(posterior_band["high"] - posterior_band["low"])
+    prior_width = np.mean(prior_high - prior_low)
+    assert posterior_width < 0.25 * prior_width
+    # and the process parameters move towards the truth
+    for name in ("h_top", "h_bottom", "rate_factor"):
+        m = post.marginal(name)
+        lo, hi = m.quantile([0.01, 0.99])
+        assert lo <= truth.named(name).value <= hi, name
