@@ -18,7 +18,7 @@ from ..plugins import load_plugins
 from .configs import generated_configs
 from .usage import help_text
 
-COMMANDS = ("infer", "simulate", "dataset", "train", "serve")
+COMMANDS = ("infer", "simulate", "dataset", "train", "serve", "calibrate")
 # Mistakes in what the user asked for: one line and exit status 2. Other errors a run meets
 # (a simulator that died, a port in use) print one line and exit 1; anything else is a bug and
 # keeps its traceback.
@@ -36,6 +36,7 @@ DEFAULTS = {
     "dataset": {"simulator": "toy_tau_decay", "executor": "serial"},
     "train": {"simulator": "toy_tau_decay", "proposal": "feedforward", "trainer": "single"},
     "serve": {"simulator": "toy_tau_decay"},
+    "calibrate": {"simulator": "gaussian", "engine": "importance", "executor": "process"},
 }
 
 

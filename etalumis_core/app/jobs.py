@@ -287,3 +287,33 @@ def train_from_config(cfg: Any, output_dir: str) -> dict:
     summary["message"] = (f"network written to {summary['network']} (use it with engine=ic "
                           f"engine.params.network={summary['network']})")
     return summary
+
+
+# -- calibrate ---------------------------------------------------------------------------------
+def calibrate_from_config(cfg: Any, output_dir: str) -> dict:
+    from ..calibration import calibrate
+
+    plugins = load_plugins()
+    spec = simulator_spec(plugins, cfg.simulator)
+    engine = build(plugins, "engines", cfg.engine)
+    target = cfg.get("output") or output_dir
+    names = list(cfg.names) if cfg.get("names") else None
+    with build(plugins, "executors", cfg.executor) as executor:
+        summary = calibrate(spec, engine, num_events=int(cfg.num_events),
+                            event_seed=int(cfg.event_seed), num_traces=int(cfg.num_traces),
+                            seed=int(cfg.seed), output_dir=target, executor=executor,
+                            progress=bool(cfg.progress), plots=bool(cfg.plots), names=names)
+    lines = [f"{summary['engine']} on {summary['simulator']}: {summary['num_events']} events, "
+             f"{summary['cpu_seconds_per_event']:.3g} CPU-s per event"]
+    for name, latent in summary["latents"].items():
+        if latent["kind"] == "continuous":
+            flag = "" if latent["within_band"] else "  OUTSIDE the 99% band"
+            lines.append(f"  {name}: coverage " + ", ".join(
+                f"{k} -> {v:.2f}" for k, v in latent["coverage"].items()) + flag)
+        else:
+            lines.append(f"  {name}: top-1 {latent['top1']:.2f} (mean probability of the top "
+                         f"value {latent['mean_p_top']:.2f}), mean p(truth) "
+                         f"{latent['mean_p_true']:.2f}")
+    summary["message"] = "\n".join(lines) + f"\nresults in {target}: calibration.json" + "".join(
+        f", {p}" for p in summary.get("plots", []))
+    return summary
