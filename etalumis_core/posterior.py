@@ -167,8 +167,11 @@ class Posterior:
     def __init__(self, log_weights: np.ndarray, chain: np.ndarray, trace_type_id: np.ndarray,
                  trace_types: list[tuple[str, ...]], columns: dict[str, Column],
                  named: dict[str, Column], results: Column | None,
-                 metadata: dict | None = None) -> None:
+                 metadata: dict | None = None, log_likelihood: np.ndarray | None = None) -> None:
         self.log_weights = np.asarray(log_weights, dtype=np.float64)
+        # Each trace's log p(y | x) (None for files written before it was kept).
+        self.log_likelihood = (None if log_likelihood is None
+                               else np.asarray(log_likelihood, dtype=np.float64))
         self.chain = np.asarray(chain, dtype=np.int64)
         self.trace_type_id = np.asarray(trace_type_id, dtype=np.int64)
         self.trace_types = trace_types
@@ -211,10 +214,13 @@ class Posterior:
     def ess(self) -> float:
         """The effective sample size the engine stands behind: Kish's for importance sampling,
         the autocorrelation-based one for MCMC, the genealogy-based one for SMC (the last two
-        are the minimum over the scalar latents; ``engine_summary["ess_kind"]`` says which).
-        Kish's for a posterior no engine summarised (a subset, a combination of runs)."""
-        ess = self.engine_summary.get("ess")
-        return self.kish_ess if ess is None else float(ess)
+        are the minimum over the scalar latents; ``engine_summary["ess_kind"]`` says which); NaN
+        where the engine could estimate none. Kish's for a posterior no engine summarised (a
+        subset, a combination of runs)."""
+        summary = self.engine_summary
+        if "ess" not in summary:
+            return self.kish_ess
+        return math.nan if summary["ess"] is None else float(summary["ess"])
 
     def ess_of(self, key: str) -> float:
         """The effective sample size of one variable's marginal, of the same kind as
@@ -326,7 +332,8 @@ class Posterior:
                          self.trace_types, {k: take(c) for k, c in self.columns.items()},
                          {k: take(c) for k, c in self.named.items()},
                          take(self.results) if self.results is not None else None,
-                         _without_sample_keys(self.metadata))
+                         _without_sample_keys(self.metadata),
+                         None if self.log_likelihood is None else self.log_likelihood[indices])
 
     @staticmethod
     def concat(posteriors: Sequence["Posterior"], separate_chains: bool = False) -> "Posterior":
@@ -367,11 +374,13 @@ class Posterior:
             return Column(first.key, first.name, first.kind, first.distribution, first.discrete,
                           index, values)
 
+        log_lik = (None if any(p.log_likelihood is None for p in posteriors)
+                   else np.concatenate([p.log_likelihood for p in posteriors]))
         return Posterior(np.concatenate(log_w), np.concatenate(chains), np.concatenate(tt),
                          list(type_ids), {k: merge(v) for k, v in columns.items()},
                          {k: merge(v) for k, v in named.items()},
                          merge(results) if results else None,
-                         _without_sample_keys(posteriors[0].metadata))
+                         _without_sample_keys(posteriors[0].metadata), log_lik)
 
     # -- diagnostics -------------------------------------------------------------------------
     def trace_type_table(self) -> list[dict]:
@@ -474,6 +483,8 @@ class Posterior:
             f.attrs["format"] = np.bytes_(b"etalumis-posterior")
             f.attrs["format_version"] = FORMAT_VERSION
             f.create_dataset("log_weights", data=self.log_weights)
+            if self.log_likelihood is not None:
+                f.create_dataset("log_likelihood", data=self.log_likelihood)
             f.create_dataset("chain", data=self.chain)
             f.create_dataset("trace_type_id", data=self.trace_type_id)
             write_strings(f, "trace_types/addresses", [a for t in self.trace_types for a in t])
@@ -541,7 +552,8 @@ class Posterior:
                                                      group["index"][()], values)
             return cls(f["log_weights"][()], f["chain"][()], f["trace_type_id"][()], types,
                        tables["columns"], tables["named"], tables["results"].get("result"),
-                       meta["metadata"])
+                       meta["metadata"],
+                       f["log_likelihood"][()] if "log_likelihood" in f else None)
 
     def __repr__(self) -> str:
         return (f"Posterior({self.num_traces} traces, ESS {self.ess:.1f}, "
@@ -555,6 +567,7 @@ class PosteriorBuilder:
         self.max_value_size = max_value_size
         self.chain_id = chain
         self._log_w: list[float] = []
+        self._log_lik: list[float] = []
         self._chain: list[int] = []
         self._type_ids: dict[tuple[str, ...], int] = {}
         self._tt: list[int] = []
@@ -568,6 +581,7 @@ class PosteriorBuilder:
     def add(self, trace: Trace, log_weight: float | None = None, chain: int | None = None) -> None:
         i = len(self._log_w)
         self._log_w.append(trace.log_weight if log_weight is None else log_weight)
+        self._log_lik.append(trace.log_likelihood)
         self._chain.append(self.chain_id if chain is None else chain)
         tt = trace.controlled_addresses
         type_ids = self._type_ids
@@ -637,7 +651,7 @@ class PosteriorBuilder:
                          np.asarray(self._tt, dtype=np.int64), list(self._type_ids),
                          {k: self._column(k, *e) for k, e in self._columns.items()},
                          {k: self._column(k, *e) for k, e in self._named.items()},
-                         results, metadata)
+                         results, metadata, np.asarray(self._log_lik, dtype=np.float64))
 
 
 def _without_sample_keys(metadata: dict) -> dict:

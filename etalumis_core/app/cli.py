@@ -21,14 +21,24 @@ COMMANDS = ("infer", "simulate", "dataset", "train", "serve")
 # Config groups whose options name registered things, and the registry holding them.
 GROUPS = {"simulator": "simulators", "engine": "engines", "executor": "executors",
           "proposal": "proposals", "trainer": "trainers"}
-# The options each job selects by default (see conf/*.yaml).
-DEFAULTS = {
-    "infer": {"simulator": "toy_tau_decay", "engine": "rmh", "executor": "process"},
-    "simulate": {"simulator": "toy_tau_decay"},
-    "dataset": {"simulator": "toy_tau_decay", "executor": "serial"},
-    "train": {"simulator": "toy_tau_decay", "proposal": "feedforward", "trainer": "single"},
-    "serve": {"simulator": "toy_tau_decay"},
-}
+
+
+def defaults(command: str) -> dict[str, str]:
+    """The option each config group of a job selects by default, read from the job's
+    packaged ``conf/COMMAND.yaml`` (the one source of the defaults)."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.create((files("etalumis_core.conf") / f"{command}.yaml").read_text())
+    chosen = {}
+    for entry in config.get("defaults", []):
+        if isinstance(entry, str) or not hasattr(entry, "items"):
+            continue
+        for group, option in entry.items():
+            if group in GROUPS:
+                chosen[group] = str(option)
+    return chosen
 
 
 def searchpath_override(plugins: Any) -> str:
@@ -40,7 +50,7 @@ def searchpath_override(plugins: Any) -> str:
 
 def check_selections(command: str, overrides: list[str], plugins: Any) -> None:
     """Fail early, with the installed options and their plugins, on an unknown name."""
-    chosen = dict(DEFAULTS[command])
+    chosen = defaults(command)
     for arg in overrides:
         key, sep, value = arg.partition("=")
         key = key.lstrip("+~")
@@ -58,7 +68,7 @@ def check_selections(command: str, overrides: list[str], plugins: Any) -> None:
                 raise PluginError(f"{group}={name}: {error}") from None
 
 
-def _job(command: str) -> Callable[[Any], Any]:
+def _job(command: str, plugins: Any) -> Callable[[Any], Any]:
     def run(cfg: Any) -> Any:
         from hydra.core.hydra_config import HydraConfig
 
@@ -68,7 +78,7 @@ def _job(command: str) -> Callable[[Any], Any]:
         logging.getLogger().setLevel(cfg.get("log_level", "INFO"))
         for noisy in ("matplotlib", "distributed"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        result = getattr(jobs, f"{command}_from_config")(cfg, output_dir)
+        result = getattr(jobs, f"{command}_from_config")(cfg, output_dir, plugins)
         if isinstance(result, dict) and result.get("message"):
             print(result["message"])
         return result
@@ -102,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.argv = [f"etalumis {command}", *argv, searchpath_override(plugins)]
     hydra.main(version_base="1.3", config_path="pkg://etalumis_core.conf",
-               config_name=command)(_job(command))()
+               config_name=command)(_job(command, plugins))()
     return 0
 
 

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 # Fewer effective draws than this and a marginal's mean is uncertain by more than a fifth of its
 # spread, and its tails are a handful of traces: the run gets a warning.
 LOW_ESS = 30
+# Observations up to this many numbers are recorded in the posterior's metadata (for ArviZ's
+# observed_data group and reports); larger ones are passed to to_arviz when needed.
+MAX_RECORDED_OBSERVATION = 4096
 
 
 class Engine:
@@ -56,7 +59,10 @@ class Engine:
                                   num_traces=posterior.num_traces, wall_time_s=elapsed,
                                   traces_per_second=posterior.num_traces / max(elapsed, 1e-12),
                                   simulator=simulator_name(simulator),
-                                  executor=executor.name, num_workers=executor.num_workers)
+                                  executor=executor.name, num_workers=executor.num_workers,
+                                  observations={k: np.asarray(v).tolist()
+                                                for k, v in dict(observations or {}).items()
+                                                if np.size(v) <= MAX_RECORDED_OBSERVATION})
         for key, value in run_counters(counters, executor.stats()).items():
             posterior.metadata.setdefault(key, value)
         posterior.metadata["summary"] = self.summarize(posterior)
