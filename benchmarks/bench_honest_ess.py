@@ -1,6 +1,6 @@
 """Is the reported effective sample size honest? And does SMC earn its cost on a discrete model?
 
-    python benchmarks/bench_honest_ess.py [--runs 16] [--particles 100]
+    python benchmarks/bench_honest_ess.py [--runs 16] [--particles 250]
 
 1. For SMC on a 17-step, 3-state hidden Markov model with Gaussian emissions and on the
    rejection-loop (Marsaglia) Gaussian: the ESS implied by the spread of ``--runs`` independent
@@ -101,7 +101,7 @@ def at_equal_cpu(engine: str, cpu: float, runs: int, options: dict) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=16)
-    parser.add_argument("--particles", type=int, default=100)
+    parser.add_argument("--particles", type=int, default=250)
     parser.add_argument("--baseline-runs", type=int, default=4)
     args = parser.parse_args()
     started = time.perf_counter()

@@ -37,7 +37,7 @@ _MISSING = object()
 class MHController(Controller):
     """Reuses the previous trace's values, except where a move changes them: ``overrides``
     holds new values at some addresses (random-walk and block steps), ``redraw`` names one
-    address drawn afresh from its prior. An override outside the support of the distribution
+    address drawn afresh from its prior (other than ``avoid``, when that is set). An override outside the support of the distribution
     met at its address sets ``outside`` (the move must be rejected) and the previous value is
     used instead, so the simulator never sees an impossible value."""
 
@@ -46,6 +46,7 @@ class MHController(Controller):
         self.previous: dict[str, Any] = {}
         self.overrides: dict[str, Any] = {}
         self.redraw: str | None = None
+        self.avoid: Any = _MISSING   # a redraw proposes values other than this one
 
     def start_trace(self) -> None:
         super().start_trace()
@@ -53,7 +54,10 @@ class MHController(Controller):
 
     def propose(self, address: str, distribution: Any, name: str | None) -> tuple[Any, float | None, bool]:
         if address == self.redraw:
-            return distribution.sample(self.rng), None, False
+            value = distribution.sample(self.rng)
+            while self.avoid is not _MISSING and np.array_equal(value, self.avoid):
+                value = distribution.sample(self.rng)   # the caller checked another is possible
+            return value, None, False
         value = self.overrides.get(address, _MISSING)
         if value is not _MISSING:
             if _in_support(distribution, value):

@@ -139,8 +139,8 @@ class SequentialMonteCarlo(Engine):
 
     name = "smc"
 
-    def __init__(self, ess_fraction: float = 0.5, moves: int = 5, max_moves: int = 50,
-                 decorrelation: float = 0.1, redraw_probability: float = 0.25,
+    def __init__(self, ess_fraction: float = 0.5, moves: int = 5, max_moves: int = 10,
+                 decorrelation: float = 0.25, redraw_probability: float = 0.25,
                  jump_probability: float = 0.1, model_moves: bool = True,
                  max_rounds: int = 1000, chunk_size: int = 16,
                  retries: int = 3, max_value_size: int = 4096) -> None:
@@ -230,10 +230,10 @@ class SequentialMonteCarlo(Engine):
                     "ess_log_likelihood": genealogy_ess(
                         np.array([p.log_likelihood for p in particles]),
                         np.arange(num_traces), groups, len(parents)),
-                    "ancestor_lag": lag, **{
-                        f"acceptance_{move.__name__.strip('_').removesuffix('_move')}":
-                            float(a / t) if t else None
-                        for move, a, t in zip(MOVES, accepted, tried)}})
+                    "ancestor_lag": lag,
+                    **{f"acceptance_{kind}": float(a / t) if t else None
+                       for kind, a, t in zip(MOVE_KINDS, accepted, tried)},
+                    **{f"tried_{kind}": int(t) for kind, t in zip(MOVE_KINDS, tried)}})
                 bar.show(beta=beta, round=len(rounds), sweeps=sweeps,
                          accept=float(accepted.sum() / max(tried.sum(), 1)))
                 if final:
@@ -416,20 +416,22 @@ def _move_chunk(simulator: Simulator, item: MoveBatch, report: Callable[[int], N
 
 def _run(simulator: Simulator, controller: MHController, particle: Particle,
          engine: SequentialMonteCarlo, overrides: dict | None = None,
-         redraw: str | None = None) -> tuple[Trace, Particle] | None:
+         redraw: str | None = None, avoid: Any = _MISSING) -> tuple[Trace, Particle] | None:
     """Run the simulator on the particle's values, with ``overrides`` at some addresses, or
-    with the address ``redraw`` drawn afresh from its prior: ``(trace, its particle)``, or None
-    when an override lies outside its support (checked before the run where the particle knows
-    the support, so most impossible steps cost nothing)."""
+    with the address ``redraw`` drawn afresh from its prior (from the prior less the value
+    ``avoid``, if given): ``(trace, its particle)``, or None when an override lies outside its
+    support (checked before the run where the particle knows the support, so most impossible
+    steps cost nothing)."""
     overrides = overrides or {}
     for address, value in overrides.items():
         support = particle.supports.get(address)
         if address not in particle.values or (support is not None
                                                and not np.all(support.contains(value))):
             return None
-    controller.previous, controller.overrides, controller.redraw = \
-        particle.values, overrides, redraw
+    controller.previous, controller.overrides, controller.redraw, controller.avoid = \
+        particle.values, overrides, redraw, avoid
     trace = run_trace(simulator, controller, engine.retries)
+    controller.avoid = _MISSING
     return None if controller.outside else (trace, Particle(trace))
 
 
@@ -500,14 +502,27 @@ def _model_move(simulator: Simulator, controller: MHController, particle: Partic
 
 def _redraw_move(simulator: Simulator, controller: MHController, particle: Particle, pool: dict,
                  beta: float, engine: SequentialMonteCarlo, rng: np.random.Generator) -> Any:
-    """A lightweight-MH move: one controlled site redrawn from its prior."""
+    """A lightweight-MH move: one controlled site redrawn from its prior. At an unordered
+    discrete site (a categorical choice) the redraw proposes only values other than the
+    current one (Liu's 1996 Metropolised Gibbs): a redraw of the same value is a wasted run,
+    and a likely value is redrawn most of the time. The proposal p(x') / (1 − p(x)) and its
+    reverse leave the term log(1 − p(x)) − log(1 − p(x')) in the acceptance ratio."""
     sites = particle.controlled
-    trace, proposed = _run(simulator, controller, particle, engine,
-                           redraw=sites[int(rng.integers(len(sites)))])
+    site = sites[int(rng.integers(len(sites)))]
+    current = dict(particle.key).get(site, _MISSING)
+    p_current = math.exp(particle.log_probs[site]) if current is not _MISSING else 1.0
+    if p_current > 1.0 - 1e-9:   # continuous, or no other value possible: a plain redraw
+        trace, proposed = _run(simulator, controller, particle, engine, redraw=site)
+        other = 0.0
+    else:
+        trace, proposed = _run(simulator, controller, particle, engine, redraw=site,
+                               avoid=particle.values[site])
+        p_new = math.exp(proposed.log_probs[site]) if site in proposed.log_probs else 0.0
+        other = math.log1p(-p_current) - math.log1p(-min(p_new, 1.0 - 1e-12))
     if not proposed.controlled:
         return False
     sizes = math.log(len(sites)) - math.log(len(proposed.controlled))
-    return _accept(particle, proposed, trace, beta, sizes, rng)
+    return _accept(particle, proposed, trace, beta, sizes + other, rng)
 
 
 def _accept(current: Particle, proposed: Particle, trace: Trace, beta: float, extra: float,
@@ -525,6 +540,7 @@ def _accept(current: Particle, proposed: Particle, trace: Trace, beta: float, ex
 
 
 MOVES = (_block_move, _model_move, _redraw_move)
+MOVE_KINDS = ("block", "model", "redraw")
 
 
 def _kish(log_w: np.ndarray) -> float:
