@@ -13,7 +13,6 @@ variable exists.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import Counter

@@ -240,8 +240,6 @@ class SequentialMonteCarlo(Engine):
                     posterior = Posterior.concat([part.posterior for part in parts])
                     break
         final_log_lik = np.array([p.log_likelihood for p in particles])
-        moved = [r for r in rounds[-1:] if any(k.startswith("acceptance_") and v is not None
-                                               for k, v in r.items())]
         posterior.metadata = {
             "log_evidence": log_evidence,
             "log_evidence_error": math.sqrt(sum(num_traces / r["ess_weights"] - 1.0
@@ -250,7 +248,7 @@ class SequentialMonteCarlo(Engine):
             "distinct_ancestors": rounds[-1]["unique_after_resampling"],
             "log_likelihood_range": [float(final_log_lik.min()), float(final_log_lik.max())],
             "betas": [r["beta"] for r in rounds], "round_stats": rounds, "truncated": truncated,
-            "acceptance_rate": _acceptance(moved[0]) if moved else None,
+            "acceptance_rate": _acceptance(rounds[-1]),
             "genealogy": {"groups": groups.tolist(), "lag": lag, "resamplings": len(parents)}}
         return posterior
 
@@ -550,8 +548,11 @@ def _kish(log_w: np.ndarray) -> float:
 
 
 def _acceptance(stats: dict) -> float | None:
-    rates = [v for k, v in stats.items() if k.startswith("acceptance_") and v is not None]
-    return float(np.mean(rates)) if rates else None
+    """The fraction of a round's moves, of every kind, that were accepted."""
+    tried = sum(stats[f"tried_{kind}"] for kind in MOVE_KINDS)
+    accepted = sum(stats[f"tried_{kind}"] * (stats[f"acceptance_{kind}"] or 0.0)
+                   for kind in MOVE_KINDS)
+    return accepted / tried if tried else None
 
 
 def _scalars(particle: Particle) -> dict:
