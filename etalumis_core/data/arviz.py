@@ -1,8 +1,8 @@
 """A posterior as ArviZ sees it: an ``arviz.InferenceData``, optionally written as netCDF.
 
 Groups: ``posterior`` (every named latent of fixed shape that every trace has, dimensions
-``chain``, ``draw`` and ``<name>_dim_k``), ``sample_stats`` (``log_weight``, and ``lp``, the
-log joint, where kept), ``log_likelihood`` (``total``: each draw's log p(y | x), where the
+``chain``, ``draw`` and ``<name>_dim_k``), ``sample_stats`` (each draw's ``log_weight``),
+``log_likelihood`` (``total``: each draw's log p(y | x), where the
 posterior kept it) and ``observed_data`` (the observations the engine recorded, or those
 passed in).
 
