@@ -510,14 +510,16 @@ class Posterior:
                     meta[table].append(column.meta())
             write_json(f, "meta", {"tables": meta, "metadata": self.metadata})
 
-    def to_arviz(self, path: str | os.PathLike | None = None, seed: int = 0) -> Any:
+    def to_arviz(self, path: str | os.PathLike | None = None, seed: int = 0,
+                 observations: dict[str, Any] | None = None) -> Any:
         """This posterior as an ``arviz.InferenceData`` (groups ``posterior``, ``sample_stats``,
         ``observed_data`` and ``log_likelihood``), also written as netCDF to ``path`` when
         given; a weighted sample is resampled so that ArviZ's diagnostics claim no more than
-        :attr:`ess` (see :mod:`.data.arviz`)."""
+        :attr:`ess` (see :mod:`.data.arviz`). ``observations`` adds to those the engine
+        recorded (it keeps small ones only)."""
         from .data.arviz import to_inference_data
 
-        return to_inference_data(self, path, seed)
+        return to_inference_data(self, path, seed, observations)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Posterior":

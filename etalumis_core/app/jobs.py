@@ -99,7 +99,7 @@ def run_inference(simulator: SimulatorSpec, engine: Engine, executor: Executor,
     os.makedirs(output_dir, exist_ok=True)
     posterior = engine.run(simulator, observations, num_traces, seed, executor, progress)
     posterior.save(os.path.join(output_dir, "posterior.h5"))
-    posterior.to_arviz(os.path.join(output_dir, "posterior_arviz.nc"))
+    posterior.to_arviz(os.path.join(output_dir, "posterior_arviz.nc"), observations=observations)
     meta = posterior.metadata
     reported = {k: v for k, v in posterior.engine_summary.items() if k != "ess_by_latent"}
     summary: dict[str, Any] = {
