@@ -35,3 +35,8 @@ class PluginError(EtalumisError, LookupError):
 
 class ConfigError(EtalumisError, ValueError):
     """A configuration value is invalid."""
+
+
+class TraceLimitError(EtalumisError, RuntimeError):
+    """A trace made more random choices than its limit allows (a loop that never ends?). Not
+    retried: the same seed would loop again."""

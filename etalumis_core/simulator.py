@@ -90,15 +90,45 @@ def run_trace(simulator: Simulator, controller: Controller, retries: int = 0) ->
         controller.start_trace()
         return controller.end_trace(simulator.run(controller))
     state = controller.rng.bit_generator.state
+    first: SimulatorError | None = None
     for attempt in range(retries + 1):
         controller.start_trace()
         try:
             return controller.end_trace(simulator.run(controller))
-        except SimulatorError:
+        except SimulatorError as error:
+            first = first or error
             if attempt == retries:
-                raise
+                raise _first_cause(first, error, attempt + 1, controller.rng) from error
             controller.rng.bit_generator.state = state
     raise AssertionError("unreachable")
+
+
+def _first_cause(first: SimulatorError, last: SimulatorError, attempts: int,
+                 rng: Any) -> SimulatorError:
+    """The error of a trace that failed ``attempts`` times: the failure that started it all
+    (later ones are often only its echo: a reconnect that failed too), where the trace's random
+    state came from, so it can be reproduced, and the last failure."""
+    text = str(first)
+    if attempts > 1:
+        text = f"{text} (first of {attempts} failed attempts; the last: {last})"
+    origin = _origin(rng)
+    if origin:
+        text = f"{text} [trace of {origin}]"
+    try:
+        return type(first)(text)
+    except TypeError:  # an error class with another constructor
+        return SimulatorError(text)
+
+
+def _origin(rng: Any) -> str:
+    """``seed S, chunk I`` of a generator made by :func:`~etalumis_core.seeding.chunk_rng`."""
+    seq = getattr(getattr(rng, "bit_generator", None), "seed_seq", None)
+    entropy = getattr(seq, "entropy", None)
+    if not isinstance(entropy, int):
+        return ""
+    key = getattr(seq, "spawn_key", ())
+    chunk = f", chunk {', '.join(str(k) for k in key)}" if key else ""
+    return f"seed {entropy}{chunk}"
 
 
 def run_traces(simulator: Simulator, controller: Controller, count: int, retries: int = 0,

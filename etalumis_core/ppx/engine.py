@@ -44,16 +44,17 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import zmq
 
-from ..errors import ProtocolError, SimulatorError, SimulatorProtocolError
+from ..errors import ProtocolError, SimulatorError, SimulatorProtocolError, TraceLimitError
 from ..simulator import Simulator
 from . import wire
+from .server import SESSION_PREFIX
 from .wire import (HandshakeResult, Observe, Reset, RunResult, Sample, Tag, decode,
                    encode_sample_result)
 
 log = logging.getLogger(__name__)
 
 SYSTEM_NAME = "etalumis"
-_HANDSHAKE = wire.encode(wire.Handshake(SYSTEM_NAME))
+DEFAULT_MAX_CHOICES = 1_000_000
 
 
 def free_tcp_address(host: str = "127.0.0.1") -> str:
@@ -152,6 +153,11 @@ class PPXSimulator(Simulator):
         observation names and shapes it declares.
     stdout, stderr:
         Passed to :class:`subprocess.Popen` for a launched simulator (default: inherited).
+    max_choices:
+        The most ``Sample``/``Observe``/``Tag`` messages one trace may send (a million by
+        default); a trace that sends more fails with
+        :class:`~etalumis_core.errors.TraceLimitError` naming the address that repeats most,
+        instead of growing without bound. Not retried: the same seed would loop again.
     """
 
     restartable = True
@@ -161,7 +167,8 @@ class PPXSimulator(Simulator):
                  timeout: float = 60.0, startup_timeout: float | None = None,
                  poll_interval: float = 0.1, grace: float = 2.0, transport: str = "ipc",
                  name: str | None = None, observations: Mapping[str, tuple] | None = None,
-                 stdout: Any = None, stderr: Any = None) -> None:
+                 stdout: Any = None, stderr: Any = None,
+                 max_choices: int = DEFAULT_MAX_CHOICES) -> None:
         if address is None and command is None:
             raise ValueError("PPXSimulator needs the address of a running simulator, or a "
                              "command to launch one")
@@ -179,6 +186,11 @@ class PPXSimulator(Simulator):
         self.poll_interval = float(poll_interval)
         self.grace = float(grace)
         self.transport = transport
+        if int(max_choices) < 1:
+            raise ValueError(f"max_choices must be a positive integer, got {max_choices!r}")
+        self.max_choices = int(max_choices)
+        # The token lets an etalumis server recognise this engine when it reconnects.
+        self._handshake_request = wire.encode(wire.Handshake(SESSION_PREFIX + os.urandom(8).hex()))
         self._stdout, self._stderr = stdout, stderr
         self._name = name
         if observations is not None:
@@ -255,8 +267,11 @@ class PPXSimulator(Simulator):
 
     def _handshake(self, timeout: float) -> None:
         try:
-            reply = self._exchange(_HANDSHAKE, timeout, "the handshake")
+            reply = self._exchange(self._handshake_request, timeout, "the handshake")
             msg = decode(reply)
+            if type(msg) is Reset:
+                raise ProtocolError(f"the simulator refused the handshake with Reset"
+                                    f"{': ' + msg.reason if msg.reason else ''}")
             if type(msg) is not HandshakeResult:
                 raise ProtocolError(f"expected HandshakeResult in reply to Handshake, got "
                                     f"{type(msg).__name__}")
@@ -360,10 +375,18 @@ class PPXSimulator(Simulator):
         exchange = self._exchange
         timeout = self.timeout
         msg: Any = None
+        messages = 0
+        limit = self.max_choices
+        counts: dict[str, int] = {}
         try:
             while True:
                 msg = decode(exchange(request, timeout, during))
                 t = type(msg)
+                if t is Sample or t is Observe or t is Tag:
+                    messages += 1
+                    counts[msg.address] = counts.get(msg.address, 0) + 1
+                    if messages > limit:
+                        raise _too_many(counts, limit, self._describe())
                 if t is Sample:
                     during = f"Sample at {msg.address!r}"
                     request = encode_sample_result(controller.sample(
@@ -379,14 +402,15 @@ class PPXSimulator(Simulator):
                     controller.tag(msg.address, msg.value, msg.name)
                     request = wire.TAG_RESULT
                 elif t is Reset:
-                    raise ProtocolError(f"the simulator sent Reset (it received something it "
-                                        f"did not expect) after {during}")
+                    why = msg.reason or "it received something it did not expect"
+                    raise ProtocolError(f"the simulator sent Reset ({why}) after {during}; "
+                                        f"this trace's result is refused")
                 else:
                     raise ProtocolError(f"unexpected {t.__name__} message after {during}")
         except ProtocolError as e:
             self._hard_reset()
             raise SimulatorProtocolError(f"{self._describe()}: {e}") from e
-        except SimulatorError:
+        except (SimulatorError, TraceLimitError):
             self._hard_reset()
             raise
         except Exception:
@@ -426,6 +450,14 @@ class PPXSimulator(Simulator):
         self._closed = True
         self._res.release(self.grace)
         self._finalizer.detach()
+
+
+def _too_many(counts: dict[str, int], limit: int, simulator: str) -> TraceLimitError:
+    address, repeats = max(counts.items(), key=lambda item: item[1])
+    return TraceLimitError(
+        f"{simulator} sent more than {limit:,} sample/observe/tag messages in one trace; the "
+        f"address that repeats most is {address!r} ({repeats:,} times): a loop that never "
+        f"ends? Raise PPXSimulator(max_choices=...) if the simulator really needs more")
 
 
 def _answer_pending(pending: Any, rng: np.random.Generator) -> bytes:

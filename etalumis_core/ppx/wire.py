@@ -156,8 +156,14 @@ class TagResult(Message):
 
 
 class Reset(Message):
-    __slots__ = ()
+    """``reason`` is an etalumis extension: a string in the table's first slot, which PPX 1.0.0
+    readers (whose ``Reset`` has no fields) ignore. Empty when there is no reason."""
+
+    __slots__ = ("reason",)
     type_id = 11
+
+    def __init__(self, reason: str = "") -> None:
+        self.reason = reason
 
 
 MESSAGE_TYPES: dict[int, type[Message]] = {
@@ -340,6 +346,8 @@ def _body_block(msg: Message) -> tuple[bytes, int]:
     if t is HandshakeResult:
         children = ((_string_block(msg.system_name), 0), (_string_block(msg.model_name), 0))
         return _TWO_REFS.block(children), _TWO_REFS.entry
+    if t is Reset and msg.reason:
+        return _ONE_REF.block(((_string_block(msg.reason), 0),)), _ONE_REF.entry
     if t in (Run, ObserveResult, TagResult, Reset):
         return _EMPTY.block(()), _EMPTY.entry
     raise TypeError(f"not a PPX message: {msg!r}")
@@ -568,6 +576,9 @@ def _decode_body(buf: bytes, n: int, type_id: int, pos: int) -> Message:
         end, (fs, fm) = _table(buf, n, pos, 2)
         return HandshakeResult(_string(buf, n, fs, end, "system_name"),
                                _string(buf, n, fm, end, "model_name"))
+    if type_id == 11 and pos:
+        end, (fr,) = _table(buf, n, pos, 1)
+        return Reset(_string(buf, n, fr, end, "reason"))
     if pos:  # tables without fields: still check that the table itself is sound
         _table(buf, n, pos, 0)
     return MESSAGE_TYPES[type_id]()

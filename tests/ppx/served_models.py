@@ -8,6 +8,7 @@ happened, so that a restarted simulator behaves):
   ``reset`` (send Reset), ``exit`` (exit with code 3) -- mid-trace, before the second observe;
 * ``PPX_FAULT_TRACE``: the (1-based) trace of this process at which to fail (default 2);
 * ``PPX_FAULT_MARKER``: the marker file.
+``PPX_SESSION_TIMEOUT`` sets the server's ``session_timeout`` (seconds).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _maybe_fail() -> None:
         return
     with open(marker, "w") as f:
         f.write(fault)
-    sock = runtime._state.handlers[-1]._sock  # the served trace's REP socket
+    handler = runtime._state.handlers[-1]  # the served trace's handler
     if fault == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     elif fault == "exit":
@@ -46,10 +47,10 @@ def _maybe_fail() -> None:
     elif fault == "stall":
         time.sleep(float(os.environ.get("PPX_FAULT_SECONDS", "3")))
     elif fault == "garbage":
-        sock.send(b"\x07this is not a flatbuffer at all")
+        handler._send(b"\x07this is not a flatbuffer at all")
         time.sleep(3600)
     elif fault == "reset":
-        sock.send(wire.RESET)
+        handler._send(wire.RESET)
         time.sleep(3600)
 
 
@@ -123,4 +124,5 @@ def simulator(model: str) -> et.PythonSimulator:
 if __name__ == "__main__":
     model, address = sys.argv[1], sys.argv[2]
     max_traces = int(sys.argv[3]) if len(sys.argv) > 3 else None
-    serve(simulator(model), address, max_traces=max_traces)
+    serve(simulator(model), address, max_traces=max_traces,
+          session_timeout=float(os.environ.get("PPX_SESSION_TIMEOUT", "30")))
