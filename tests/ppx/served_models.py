@@ -8,6 +8,7 @@ happened, so that a restarted simulator behaves):
   ``reset`` (send Reset), ``exit`` (exit with code 3) -- mid-trace, before the second observe;
 * ``PPX_FAULT_TRACE``: the (1-based) trace of this process at which to fail (default 2);
 * ``PPX_FAULT_MARKER``: the marker file.
+``PPX_AFTER_FAULT=exit``: a process started after the fault exits at once with code 4.
 ``PPX_SESSION_TIMEOUT`` sets the server's ``session_timeout`` (seconds).
 """
 
@@ -112,8 +113,18 @@ def with_factor() -> float:
     return x
 
 
+def endless() -> float:
+    """A rejection loop that never accepts (its proposal cannot reach the target)."""
+    et.observe(et.Normal(0.0, 1.0), value=0.5, name="y")
+    while True:
+        x = et.sample(et.Uniform(0.0, 1.0), name="x")
+        if x > 2.0:
+            return x
+        et.tag(x, name="rejected")
+
+
 MODELS = {"gaussian": gaussian, "all_distributions": all_distributions,
-          "with_factor": with_factor}
+          "with_factor": with_factor, "endless": endless}
 
 
 def simulator(model: str) -> et.PythonSimulator:
@@ -122,6 +133,8 @@ def simulator(model: str) -> et.PythonSimulator:
 
 
 if __name__ == "__main__":
+    if os.environ.get("PPX_AFTER_FAULT") == "exit" and os.path.exists(os.environ["PPX_FAULT_MARKER"]):
+        sys.exit(4)  # a restart after the fault fails too (its error must not hide the fault)
     model, address = sys.argv[1], sys.argv[2]
     max_traces = int(sys.argv[3]) if len(sys.argv) > 3 else None
     serve(simulator(model), address, max_traces=max_traces,
