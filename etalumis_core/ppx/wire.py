@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..distributions import PPX_TYPES, TYPES
 from ..errors import ProtocolError
 
 __all__ = [
@@ -170,32 +171,15 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.type_id: cls for cls in (Handshake, HandshakeResult, Run, RunResult, Sample, SampleResult,
                                  Observe, ObserveResult, Tag, TagResult, Reset)}
 
-# Union Distribution: id -> (core class name, tensor fields in declaration order).
+# Union Distribution: id -> (core class name, tensor fields in declaration order), from the core's
+# one table of distribution types.
 DISTRIBUTION_TYPES: dict[int, tuple[str, tuple[str, ...]]] = {
-    1: ("Normal", ("mean", "stddev")),
-    2: ("Uniform", ("low", "high")),
-    3: ("Categorical", ("probs",)),
-    4: ("Poisson", ("rate",)),
-    5: ("Bernoulli", ("probs",)),
-    6: ("Beta", ("concentration1", "concentration0")),
-    7: ("Exponential", ("rate",)),
-    8: ("Gamma", ("concentration", "rate")),
-    9: ("LogNormal", ("loc", "scale")),
-    10: ("Binomial", ("total_count", "probs")),
-    11: ("Weibull", ("scale", "concentration")),
-}
-
-_dist_classes: dict[int, Any] | None = None
+    t.ppx: (t.name, t.params) for t in sorted(TYPES, key=lambda t: t.ppx) if t.ppx}
 
 
 def distribution_types() -> dict[int, Any]:
-    """PPX distribution id -> core distribution class (imported on first use)."""
-    global _dist_classes
-    if _dist_classes is None:
-        from .. import distributions
-        _dist_classes = {i: getattr(distributions, name)
-                         for i, (name, _) in DISTRIBUTION_TYPES.items()}
-    return _dist_classes
+    """PPX distribution id -> core distribution class."""
+    return PPX_TYPES
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -544,7 +528,7 @@ def _distribution(buf: bytes, n: int, tfield: int, field: int, end: int) -> Any:
         if not finite:
             raise _Malformed(f"{name} distribution has a non-finite parameter {f}={value!r}")
         params[f] = value
-    cls = (_dist_classes or distribution_types())[type_id]
+    cls = PPX_TYPES[type_id]
     try:
         return cls.from_params(**params)
     except Exception as e:  # the distribution's own validation: report it as the peer's fault

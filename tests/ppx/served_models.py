@@ -123,7 +123,19 @@ def endless() -> float:
         et.tag(x, name="rejected")
 
 
-MODELS = {"gaussian": gaussian, "all_distributions": all_distributions,
+def suffixes() -> float:
+    """Every PPX distribution type, and categoricals of two sizes, all at one base address: the
+    address suffixes and instance counters alone tell them apart."""
+    for k in (3, 4, 3, 4, 3):
+        et.sample(et.Categorical(np.full(k, 1.0 / k)), address="site")
+    for _, make in ALL_DISTRIBUTIONS:
+        et.sample(make(), address="site")
+    et.observe(et.Normal(0.0, 1.0), value=0.5, name="y", address="site")
+    et.observe(et.Categorical(np.full(5, 0.2)), value=1, name="z", address="site")
+    return 0.0
+
+
+MODELS = {"gaussian": gaussian, "suffixes": suffixes, "all_distributions": all_distributions,
           "with_factor": with_factor, "endless": endless}
 
 
