@@ -143,10 +143,11 @@ class _Channel:
         # exits when that engine is gone instead of waiting forever as an orphan: an engine
         # killed with SIGKILL cannot stop it.
         while True:
-            if self._sock.poll(1000 if self._engine_pid is not None else None):
+            try:
                 return self._sock.recv_multipart()
-            if self._engine_pid is not None and not _alive(self._engine_pid):
-                raise _EngineGone
+            except zmq.Again:  # only with a receive timeout, set when there is an engine pid
+                if self._engine_pid is not None and not _alive(self._engine_pid):
+                    raise _EngineGone from None
 
     def _refuse(self, envelope: list[bytes], reason: str) -> None:
         self._sock.send_multipart([*envelope, wire.encode(wire.Reset(reason))])
@@ -162,7 +163,10 @@ class _Channel:
             frames = self._receive()
             # The envelope is everything up to the empty delimiter a REQ peer puts in; a peer
             # without one (a DEALER) is answered on its id alone.
-            cut = frames.index(b"", 1) + 1 if b"" in frames[1:] else 1
+            if len(frames) == 3 and not frames[1]:  # a REQ peer's request: the common case
+                cut = 2
+            else:
+                cut = frames.index(b"", 1) + 1 if b"" in frames[1:] else 1
             envelope, body = frames[:cut], frames[cut:]
             peer = frames[0]
             if peer == self._owner:
@@ -294,6 +298,8 @@ def serve(simulator: Any, address: str = DEFAULT_ADDRESS, *, max_traces: int | N
     log.info("serving simulator %r over PPX at %s", model, address)
     engine_pid = int(os.environ["ETALUMIS_PPX_ENGINE_PID"]) if os.environ.get(
         "ETALUMIS_PPX_ENGINE_PID") else None
+    if engine_pid is not None:
+        sock.setsockopt(zmq.RCVTIMEO, 1000)  # wake up each second to check on the engine
     channel = _Channel(sock, engine_pid, session_timeout)
     handler = _ServeHandler(channel)
     traces = 0
