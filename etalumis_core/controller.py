@@ -107,7 +107,7 @@ class Controller:
                                         log_prob, log_q, reused))
         return value
 
-    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> None:
+    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> Any:
         address = self._address(base, distribution.address_suffix)
         if name is not None:
             self.observed_names.add(name)
@@ -128,6 +128,7 @@ class Controller:
         self._log_likelihood += log_prob
         self._variables.append(Variable(OBSERVE, address, name, distribution, value, False,
                                         log_prob))
+        return value
 
     def tag(self, base: str, value: Any, name: str | None) -> None:
         self._variables.append(Variable(TAG, self._address(base, "tag"), name, None, value,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+__all__ = ["EtalumisError", "ObservationError", "NonFiniteLogProbError", "SimulatorError",
+           "ProtocolError", "SimulatorProtocolError", "PluginError", "ConfigError", "TraceLimitError"]
+
 
 class EtalumisError(Exception):
     """Base class of every error etalumis raises on purpose."""
