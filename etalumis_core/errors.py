@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 __all__ = ["EtalumisError", "ObservationError", "NonFiniteLogProbError", "SimulatorError",
-           "ProtocolError", "SimulatorProtocolError", "PluginError", "ConfigError", "TraceLimitError"]
+           "ProtocolError", "SimulatorProtocolError", "PluginError", "ConfigError",
+           "TraceLimitError"]
 
 
 class EtalumisError(Exception):
