@@ -158,6 +158,11 @@ class PPXSimulator(Simulator):
         default); a trace that sends more fails with
         :class:`~etalumis_core.errors.TraceLimitError` naming the address that repeats most,
         instead of growing without bound. Not retried: the same seed would loop again.
+    session:
+        The engine session this simulator belongs to, sent with every handshake, so that an
+        etalumis server (which serves one engine session at a time) recognises the engine when
+        it reconnects. Default: one session per process, so that every PPXSimulator of one run
+        shares it; give two engines in one process (two threads) sessions of their own.
     """
 
     restartable = True
@@ -168,7 +173,7 @@ class PPXSimulator(Simulator):
                  poll_interval: float = 0.1, grace: float = 2.0, transport: str = "ipc",
                  name: str | None = None, observations: Mapping[str, tuple] | None = None,
                  stdout: Any = None, stderr: Any = None,
-                 max_choices: int = DEFAULT_MAX_CHOICES) -> None:
+                 max_choices: int = DEFAULT_MAX_CHOICES, session: str | None = None) -> None:
         if address is None and command is None:
             raise ValueError("PPXSimulator needs the address of a running simulator, or a "
                              "command to launch one")
@@ -189,8 +194,7 @@ class PPXSimulator(Simulator):
         if int(max_choices) < 1:
             raise ValueError(f"max_choices must be a positive integer, got {max_choices!r}")
         self.max_choices = int(max_choices)
-        # The token lets an etalumis server recognise this engine when it reconnects.
-        self._handshake_request = wire.encode(wire.Handshake(SESSION_PREFIX + os.urandom(8).hex()))
+        self.session = session
         self._stdout, self._stderr = stdout, stderr
         self._name = name
         if observations is not None:
@@ -267,7 +271,9 @@ class PPXSimulator(Simulator):
 
     def _handshake(self, timeout: float) -> None:
         try:
-            reply = self._exchange(self._handshake_request, timeout, "the handshake")
+            token = self.session if self.session is not None else _process_session()
+            request = wire.encode(wire.Handshake(SESSION_PREFIX + token))
+            reply = self._exchange(request, timeout, "the handshake")
             msg = decode(reply)
             if type(msg) is Reset:
                 raise ProtocolError(f"the simulator refused the handshake with Reset"
@@ -450,6 +456,17 @@ class PPXSimulator(Simulator):
         self._closed = True
         self._res.release(self.grace)
         self._finalizer.detach()
+
+
+_SESSIONS: dict[int, str] = {}
+
+
+def _process_session() -> str:
+    """This process's session token (a forked worker gets its own)."""
+    pid = os.getpid()
+    if pid not in _SESSIONS:
+        _SESSIONS[pid] = f"{socket.gethostname()}/{pid}/{os.urandom(6).hex()}"
+    return _SESSIONS[pid]
 
 
 def _too_many(counts: dict[str, int], limit: int, simulator: str) -> TraceLimitError:

@@ -25,8 +25,9 @@ tells engines apart:
   the old engine's next message is refused as busy, so it can never receive a result made of
   two engines' answers (it fails the trace and retries it from the same seed);
 * a fresh ``Handshake`` from the owner restarts its session; an etalumis engine names a session
-  token in its Handshake's ``system_name`` (``etalumis session TOKEN``), so that when it
-  reconnects on a new socket after a failure it is recognised and keeps its session.
+  token in its Handshake's ``system_name`` (``etalumis session TOKEN``; one token per process
+  by default), so that when it reconnects on a new socket after a failure, or a run builds a
+  second ``PPXSimulator`` for the same address, it is recognised and keeps its session.
 
 Out of step
 -----------

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import random
+import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -17,16 +22,11 @@ from etalumis_core.ppx import PPXSimulator, free_ipc_address, wire
 from etalumis_core.ppx.server import _warn_if_exposed
 from etalumis_core.simulator import run_trace
 
+from .conftest import HERE, served_env
 from .served_models import simulator as local_simulator
 
 OBS = {"obs0": 8.0, "obs1": 9.0}
 BUSY = r"busy: serving another engine since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
-
-
-def _posterior(address: str, num_traces: int = 300) -> et.Posterior:
-    with PPXSimulator(address, timeout=10, startup_timeout=30) as sim:
-        return et.infer(sim, observe=OBS, engine="importance", num_traces=num_traces, seed=0,
-                        progress=False)
 
 
 def _served(serve_process, session_timeout: float = 30.0) -> str:
@@ -35,37 +35,38 @@ def _served(serve_process, session_timeout: float = 30.0) -> str:
     return address
 
 
+def _engine(address: str) -> subprocess.Popen:
+    """An etalumis engine in a process of its own (etalumis_driver.py)."""
+    env = dict(os.environ)
+    env.update(served_env())
+    return subprocess.Popen([sys.executable, str(HERE / "etalumis_driver.py"), address, "300"],
+                            stdout=subprocess.PIPE, text=True, env=env)
+
+
+def _outcome(engine: subprocess.Popen) -> dict:
+    out, _ = engine.communicate(timeout=120)
+    assert engine.returncode == 0
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def test_two_engines_at_once_one_is_refused_the_other_is_undisturbed(serve_process) -> None:
-    solo = _posterior(_served(serve_process)).marginal("mu")
+    solo = _outcome(_engine(_served(serve_process)))
     address = _served(serve_process)
-    start = threading.Barrier(2)
-    outcomes: list = [None, None]
-
-    def engine(i: int) -> None:
-        start.wait()
-        try:
-            outcomes[i] = _posterior(address)
-        except SimulatorError as error:
-            outcomes[i] = error
-
-    threads = [threading.Thread(target=engine, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    errors = [o for o in outcomes if isinstance(o, Exception)]
-    posteriors = [o for o in outcomes if isinstance(o, et.Posterior)]
+    engines = [_engine(address), _engine(address)]  # two processes, started together
+    outcomes = [_outcome(e) for e in engines]
+    errors = [o["error"] for o in outcomes if "error" in o]
+    posteriors = [o for o in outcomes if "values" in o]
     assert len(errors) == 1 and len(posteriors) == 1, outcomes
-    assert "busy: serving another engine since" in str(errors[0])
-    mu = posteriors[0].marginal("mu")
-    assert np.array_equal(mu.values, solo.values)
-    assert np.array_equal(mu.weights, solo.weights)
+    assert re.search(BUSY, errors[0]), errors[0]
+    # Bit for bit the solo run (floats round-trip exactly through JSON).
+    assert posteriors[0] == solo
 
 
 def test_an_idle_session_ends_when_another_engine_arrives(serve_process) -> None:
     address = _served(serve_process, session_timeout=0.5)
     local = local_simulator("gaussian")
-    with PPXSimulator(address, timeout=10) as a, PPXSimulator(address, timeout=10) as b:
+    with PPXSimulator(address, timeout=10, session="a") as a, \
+            PPXSimulator(address, timeout=10, session="b") as b:
         run_trace(a, et.Controller(np.random.default_rng(0), OBS))
         with pytest.raises(SimulatorError, match=BUSY):
             run_trace(b, et.Controller(np.random.default_rng(0), OBS), retries=1)
@@ -90,7 +91,7 @@ def test_an_engine_whose_trace_was_taken_over_refuses_its_result(serve_process) 
     outcome: list = []
 
     def slow_engine() -> None:
-        with PPXSimulator(address, timeout=10) as a:
+        with PPXSimulator(address, timeout=10, session="a") as a:
             try:
                 outcome.append(run_trace(a, Slow(np.random.default_rng(0), OBS), retries=0))
             except SimulatorError as error:
@@ -100,7 +101,7 @@ def test_an_engine_whose_trace_was_taken_over_refuses_its_result(serve_process) 
     thread.start()
     assert in_trace.wait(30)
     time.sleep(0.6)
-    with PPXSimulator(address, timeout=10) as b:
+    with PPXSimulator(address, timeout=10, session="b") as b:
         trace = run_trace(b, et.Controller(np.random.default_rng(2), OBS))
     taken_over.set()
     thread.join(30)
@@ -174,3 +175,15 @@ def test_serving_beyond_loopback_warns_that_ppx_has_no_authentication(
         _warn_if_exposed(address)
     warned = any("no authentication" in r.getMessage() for r in caplog.records)
     assert warned == warns
+
+
+def test_every_simulator_of_one_engine_process_shares_its_session(serve_process) -> None:
+    """A run that builds a second PPXSimulator for the same address is the same engine."""
+    address = _served(serve_process)
+    with PPXSimulator(address, timeout=10) as first:
+        run_trace(first, et.Controller(np.random.default_rng(0), OBS))
+    with PPXSimulator(address, timeout=10) as second:
+        run_trace(second, et.Controller(np.random.default_rng(0), OBS))
+    with PPXSimulator(address, timeout=10, session="another engine") as other:
+        with pytest.raises(SimulatorError, match=BUSY):
+            run_trace(other, et.Controller(np.random.default_rng(0), OBS), retries=0)
