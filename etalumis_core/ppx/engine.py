@@ -53,7 +53,6 @@ from .wire import (HandshakeResult, Observe, Reset, RunResult, Sample, Tag, deco
 
 log = logging.getLogger(__name__)
 
-SYSTEM_NAME = "etalumis"
 DEFAULT_MAX_CHOICES = 1_000_000
 
 

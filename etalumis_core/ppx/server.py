@@ -175,8 +175,8 @@ class _Channel:
                 return (body[0] if len(body) == 1 else None), False
             handshake = _handshake(body[0]) if len(body) == 1 else None
             if handshake is None:
-                log.warning("answering a %d-frame message from a peer outside the session "
-                            "with Reset", len(body))
+                log.warning("answering a %d-frame message that is no Handshake, from a peer "
+                            "outside the session, with Reset", len(body))
                 self._refuse(envelope, self._busy() if self._owner is not None else
                              "no session: send a Handshake first")
                 continue
