@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 __all__ = ["EtalumisError", "ObservationError", "NonFiniteLogProbError", "SimulatorError",
-           "ProtocolError", "SimulatorProtocolError", "PluginError", "ConfigError",
-           "TraceLimitError"]
+           "TraceTooLongError", "ProtocolError", "SimulatorProtocolError", "PluginError",
+           "ConfigError"]
 
 
 class EtalumisError(Exception):
@@ -21,6 +21,10 @@ class NonFiniteLogProbError(EtalumisError, ValueError):
 
 class SimulatorError(EtalumisError, RuntimeError):
     """A simulator failed, died or stalled."""
+
+
+class TraceTooLongError(EtalumisError, RuntimeError):
+    """A trace made more random choices than its simulator's ``max_choices`` allows."""
 
 
 class ProtocolError(EtalumisError, ValueError):
@@ -40,7 +44,3 @@ class PluginError(EtalumisError, LookupError):
 class ConfigError(EtalumisError, ValueError):
     """A configuration value is invalid."""
 
-
-class TraceLimitError(EtalumisError, RuntimeError):
-    """A trace made more random choices than its limit allows (a loop that never ends?). Not
-    retried: the same seed would loop again."""

@@ -57,8 +57,20 @@ def _enter_simulator(handler: Handler, fn: Any, args: tuple, kwargs: dict) -> An
     handlers.append(handler)
     try:
         return fn(*args, **kwargs)
+    except Exception as error:
+        _note_trace(error, handler)
+        raise
     finally:
         handlers.pop()
+
+
+def _note_trace(error: Exception, handler: Handler) -> None:
+    """Add which trace raised (and its seed, so it can be reproduced) to a simulator's
+    exception; a note travels with the exception out of worker processes."""
+    describe = getattr(handler, "describe_trace", None)
+    if describe is not None and not getattr(error, "_etalumis_noted", False):
+        error.add_note(f"raised by {describe()}")
+        error._etalumis_noted = True  # type: ignore[attr-defined]
 
 
 _BOUNDARY = _enter_simulator.__code__

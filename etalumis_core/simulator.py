@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from .controller import Controller
+from .controller import DEFAULT_MAX_CHOICES, Controller
 from .errors import SimulatorError
 from .runtime import run_with_handler
 from .trace import Trace
@@ -16,12 +16,15 @@ class Simulator:
     Subclasses implement :meth:`run`. ``observations`` declares the names the simulator observes
     and their shapes (``()`` for scalars), which the conformance suite and the CLI rely on.
     ``restartable`` simulators (remote processes) may fail a trace with :class:`SimulatorError`
-    and be asked to run it again.
+    and be asked to run it again. A trace may make at most ``max_choices`` random choices
+    (samples, observes, tags, factors), so that a loop that never ends fails with
+    :class:`~etalumis_core.errors.TraceTooLongError` instead of filling the memory.
     """
 
     name: str = "simulator"
     observations: Mapping[str, tuple] = {}
     restartable: bool = False
+    max_choices: int = DEFAULT_MAX_CHOICES
 
     def run(self, controller: Controller) -> Any:
         """Run one trace, sending every message to ``controller``; return the result."""
@@ -56,7 +59,7 @@ class PythonSimulator(Simulator):
 
     def __init__(self, fn: Callable[..., Any] | None = None, name: str | None = None,
                  observations: Mapping[str, tuple] | None = None, args: tuple = (),
-                 kwargs: Mapping[str, Any] | None = None) -> None:
+                 kwargs: Mapping[str, Any] | None = None, max_choices: int | None = None) -> None:
         fn = fn if fn is not None else getattr(self, "forward", None)
         if fn is None or not callable(fn):
             raise TypeError("PythonSimulator needs a function, or a subclass with forward()")
@@ -66,6 +69,8 @@ class PythonSimulator(Simulator):
             self.observations = dict(observations)
         self.args = tuple(args)
         self.kwargs = dict(kwargs or {})
+        if max_choices is not None:
+            self.max_choices = int(max_choices)
 
     def run(self, controller: Controller) -> Any:
         return run_with_handler(controller, self.fn, self.args, self.kwargs)
@@ -86,10 +91,12 @@ def as_simulator(simulator: Any) -> Simulator:
 def run_trace(simulator: Simulator, controller: Controller, retries: int = 0) -> Trace:
     """Run one trace. A restartable simulator that fails is asked again, up to ``retries``
     times, from the same random state, so that a retried trace equals the undisturbed one."""
+    controller.max_choices = simulator.max_choices
     if not simulator.restartable:
         controller.start_trace()
         return controller.end_trace(simulator.run(controller))
     state = controller.rng.bit_generator.state
+    started = controller.traces_started
     first: SimulatorError | None = None
     for attempt in range(retries + 1):
         controller.start_trace()
@@ -98,37 +105,26 @@ def run_trace(simulator: Simulator, controller: Controller, retries: int = 0) ->
         except SimulatorError as error:
             first = first or error
             if attempt == retries:
-                raise _first_cause(first, error, attempt + 1, controller.rng) from error
+                raise _first_cause(first, error, attempt + 1, controller) from error
+            # The retry is the same trace: same random state, same trace number.
             controller.rng.bit_generator.state = state
+            controller.traces_started = started
     raise AssertionError("unreachable")
 
 
 def _first_cause(first: SimulatorError, last: SimulatorError, attempts: int,
-                 rng: Any) -> SimulatorError:
+                 controller: Controller) -> SimulatorError:
     """The error of a trace that failed ``attempts`` times: the failure that started it all
-    (later ones are often only its echo: a reconnect that failed too), where the trace's random
-    state came from, so it can be reproduced, and the last failure."""
+    (later ones are often only its echo: a reconnect that failed too), the last failure, and
+    where the trace's randomness came from, so that it can be reproduced."""
     text = str(first)
     if attempts > 1:
         text = f"{text} (first of {attempts} failed attempts; the last: {last})"
-    origin = _origin(rng)
-    if origin:
-        text = f"{text} [trace of {origin}]"
+    text = f"{text} [{controller.describe_trace()}]"
     try:
         return type(first)(text)
     except TypeError:  # an error class with another constructor
         return SimulatorError(text)
-
-
-def _origin(rng: Any) -> str:
-    """``seed S, chunk I`` of a generator made by :func:`~etalumis_core.seeding.chunk_rng`."""
-    seq = getattr(getattr(rng, "bit_generator", None), "seed_seq", None)
-    entropy = getattr(seq, "entropy", None)
-    if not isinstance(entropy, int):
-        return ""
-    key = getattr(seq, "spawn_key", ())
-    chunk = f", chunk {', '.join(str(k) for k in key)}" if key else ""
-    return f"seed {entropy}{chunk}"
 
 
 def run_traces(simulator: Simulator, controller: Controller, count: int, retries: int = 0,

@@ -44,7 +44,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import zmq
 
-from ..errors import ProtocolError, SimulatorError, SimulatorProtocolError, TraceLimitError
+from ..errors import ProtocolError, SimulatorError, SimulatorProtocolError, TraceTooLongError
+from ..controller import DEFAULT_MAX_CHOICES
 from ..simulator import Simulator
 from . import wire
 from .server import SESSION_PREFIX
@@ -53,7 +54,6 @@ from .wire import (HandshakeResult, Observe, Reset, RunResult, Sample, Tag, deco
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_CHOICES = 1_000_000
 
 
 def free_tcp_address(host: str = "127.0.0.1") -> str:
@@ -154,9 +154,10 @@ class PPXSimulator(Simulator):
         Passed to :class:`subprocess.Popen` for a launched simulator (default: inherited).
     max_choices:
         The most ``Sample``/``Observe``/``Tag`` messages one trace may send (a million by
-        default); a trace that sends more fails with
-        :class:`~etalumis_core.errors.TraceLimitError` naming the address that repeats most,
-        instead of growing without bound. Not retried: the same seed would loop again.
+        default); the controller fails a trace that sends more with
+        :class:`~etalumis_core.errors.TraceTooLongError` naming the address that repeats most,
+        and the simulator is reset, instead of the trace growing without bound. Not retried:
+        the same seed would loop again.
     session:
         The engine session this simulator belongs to, sent with every handshake, so that an
         etalumis server (which serves one engine session at a time) recognises the engine when
@@ -380,18 +381,10 @@ class PPXSimulator(Simulator):
         exchange = self._exchange
         timeout = self.timeout
         msg: Any = None
-        messages = 0
-        limit = self.max_choices
-        counts: dict[str, int] = {}
         try:
             while True:
                 msg = decode(exchange(request, timeout, during))
                 t = type(msg)
-                if t is Sample or t is Observe or t is Tag:
-                    messages += 1
-                    counts[msg.address] = counts.get(msg.address, 0) + 1
-                    if messages > limit:
-                        raise _too_many(counts, limit, self._describe())
                 if t is Sample:
                     during = f"Sample at {msg.address!r}"
                     request = encode_sample_result(controller.sample(
@@ -415,7 +408,8 @@ class PPXSimulator(Simulator):
         except ProtocolError as e:
             self._hard_reset()
             raise SimulatorProtocolError(f"{self._describe()}: {e}") from e
-        except (SimulatorError, TraceLimitError):
+        except (SimulatorError, TraceTooLongError):
+            # A trace past its limit may never end: start afresh rather than finish it.
             self._hard_reset()
             raise
         except Exception:
@@ -466,14 +460,6 @@ def _process_session() -> str:
     if pid not in _SESSIONS:
         _SESSIONS[pid] = f"{socket.gethostname()}/{pid}/{os.urandom(6).hex()}"
     return _SESSIONS[pid]
-
-
-def _too_many(counts: dict[str, int], limit: int, simulator: str) -> TraceLimitError:
-    address, repeats = max(counts.items(), key=lambda item: item[1])
-    return TraceLimitError(
-        f"{simulator} sent more than {limit:,} sample/observe/tag messages in one trace; the "
-        f"address that repeats most is {address!r} ({repeats:,} times): a loop that never "
-        f"ends? Raise PPXSimulator(max_choices=...) if the simulator really needs more")
 
 
 def _answer_pending(pending: Any, rng: np.random.Generator) -> bytes:
