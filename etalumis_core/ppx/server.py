@@ -67,6 +67,7 @@ SYSTEM_NAME = "etalumis"
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 DEFAULT_SESSION_TIMEOUT = 30.0
 SESSION_PREFIX = "etalumis session "
+_SNDMORE = zmq.SNDMORE
 
 
 class _Abandon(BaseException):
@@ -137,7 +138,10 @@ class _Channel:
 
     def send(self, payload: bytes) -> None:
         """Answer the owner's last request."""
-        self._sock.send_multipart([*self._envelope, payload])
+        send = self._sock.send
+        for frame in self._envelope:  # (send_multipart costs more per message)
+            send(frame, _SNDMORE)
+        send(payload)
 
     def _receive(self) -> list[bytes]:
         # A simulator launched by an engine (which names its pid in ETALUMIS_PPX_ENGINE_PID)
