@@ -14,6 +14,7 @@ controls every one of those calls and returns a :class:`Posterior` over whole ex
 """
 
 from .api import infer, observations_of, simulate
+from .calibration import calibrate
 from .controller import Controller
 from .distributions import (Bernoulli, Beta, Binomial, Categorical, Distribution, Exponential,
                             Gamma, LogNormal, Mixture, Normal, Poisson, TruncatedNormal, Uniform,
@@ -35,7 +36,7 @@ __version__ = "0.1.0"
 
 
 __all__ = [
-    "infer", "simulate", "observations_of",
+    "infer", "simulate", "observations_of", "calibrate",
     "sample", "observe", "tag", "factor", "seed_forward",
     "Simulator", "PythonSimulator", "PPXSimulator", "serve", "SimulatorSpec", "run_trace", "Controller",
     "Trace", "Variable", "Posterior", "PosteriorBuilder", "Marginal",

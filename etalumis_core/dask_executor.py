@@ -533,7 +533,8 @@ class DaskExecutor(Executor):
         """The error for an item lost with its worker more often than the scheduler allows.
         Items queued on a killed worker are lost with it: the item that timed out, if one
         did, is the cause, whichever item the scheduler gave up on first."""
-        attempts = f"{error.allowed_failures + 1} times"
+        n = error.allowed_failures + 1
+        attempts = f"{n} time{'s' if n != 1 else ''}"
         try:
             events = client.get_events(TIMEOUT_TOPIC)
         except Exception:   # a scheduler that keeps no events: say what is known

@@ -13,7 +13,6 @@ variable exists.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import Counter
@@ -24,9 +23,14 @@ import numpy as np
 from .trace import SAMPLE, TAG, Trace, trace_type_hash
 
 FORMAT_VERSION = 1
+# Metadata an engine writes about the whole sample it drew; a subset or a combination of
+# posteriors is another sample, so these do not carry over.
+_SAMPLE_KEYS = ("summary", "genealogy")
 
 
-def _logsumexp(x: np.ndarray) -> float:
+def logsumexp(x: np.ndarray) -> float:
+    """log Σ exp(x), stable for large and -inf entries (-inf for an empty array)."""
+    x = np.asarray(x, dtype=np.float64)
     if x.size == 0:
         return -math.inf
     m = float(np.max(x))
@@ -36,7 +40,7 @@ def _logsumexp(x: np.ndarray) -> float:
 
 
 def normalized_weights(log_weights: np.ndarray) -> np.ndarray:
-    total = _logsumexp(log_weights)
+    total = logsumexp(log_weights)
     if total == -math.inf:
         raise ValueError("every trace has zero weight (log weight -inf): the observation is "
                          "impossible under every trace drawn; check the observed values and the "
@@ -162,8 +166,11 @@ class Posterior:
     def __init__(self, log_weights: np.ndarray, chain: np.ndarray, trace_type_id: np.ndarray,
                  trace_types: list[tuple[str, ...]], columns: dict[str, Column],
                  named: dict[str, Column], results: Column | None,
-                 metadata: dict | None = None) -> None:
+                 metadata: dict | None = None, log_likelihood: np.ndarray | None = None) -> None:
         self.log_weights = np.asarray(log_weights, dtype=np.float64)
+        # Each trace's log p(y | x) (None for files written before it was kept).
+        self.log_likelihood = (None if log_likelihood is None
+                               else np.asarray(log_likelihood, dtype=np.float64))
         self.chain = np.asarray(chain, dtype=np.int64)
         self.trace_type_id = np.asarray(trace_type_id, dtype=np.int64)
         self.trace_types = trace_types
@@ -189,20 +196,47 @@ class Posterior:
         return self._weights
 
     @property
-    def ess(self) -> float:
-        """Kish's effective sample size of the importance weights (0 if every weight is 0)."""
-        if _logsumexp(self.log_weights) == -math.inf:
+    def kish_ess(self) -> float:
+        """Kish's effective sample size of the weights, (Σw)² / Σw² (0 if every weight is 0):
+        honest for independent weighted draws, not for correlated ones (MCMC, SMC)."""
+        if logsumexp(self.log_weights) == -math.inf:
             return 0.0
         return float(1.0 / np.sum(self.weights ** 2))
 
     @property
-    def log_evidence(self) -> float:
-        """log of an unbiased estimate of the evidence: the engine's own when it made one (SMC
-        records it in ``metadata``), else the mean importance weight (meaningful for
-        importance sampling only)."""
-        if "log_evidence" in self.metadata:
-            return float(self.metadata["log_evidence"])
-        return _logsumexp(self.log_weights) - math.log(max(self.num_traces, 1))
+    def engine_summary(self) -> dict:
+        """What the engine that drew this sample reported about it (see
+        :meth:`etalumis_core.engines.Engine.summarize`); empty for a posterior no engine made."""
+        return self.metadata.get("summary") or {}
+
+    @property
+    def ess(self) -> float:
+        """The effective sample size the engine stands behind: Kish's for importance sampling,
+        the autocorrelation-based one for MCMC, the genealogy-based one for SMC (the last two
+        are the minimum over the scalar latents; ``engine_summary["ess_kind"]`` says which); NaN
+        where the engine could estimate none. Kish's for a posterior no engine summarised (a
+        subset, a combination of runs)."""
+        summary = self.engine_summary
+        if "ess" not in summary:
+            return self.kish_ess
+        return math.nan if summary["ess"] is None else float(summary["ess"])
+
+    def ess_of(self, key: str) -> float:
+        """The effective sample size of one variable's marginal, of the same kind as
+        :attr:`ess`."""
+        ess = self.engine_summary.get("ess_by_latent", {}).get(key)
+        return self.marginal(key).ess if ess is None else float(ess)
+
+    @property
+    def log_evidence(self) -> float | None:
+        """log of an estimate of the evidence p(y): the engine's own when it made one, None
+        when its engine makes none (MCMC); for a posterior no engine summarised, the mean
+        importance weight (meaningful for importance samples only)."""
+        summary = self.engine_summary
+        if "log_evidence" in summary:
+            value = summary["log_evidence"]
+            return None if value is None else float(value)
+        return logsumexp(self.log_weights) - math.log(max(self.num_traces, 1))
 
     @property
     def num_chains(self) -> int:
@@ -219,6 +253,12 @@ class Posterior:
 
     def names(self) -> list[str]:
         return sorted(self.named)
+
+    def scalar_names(self) -> list[str]:
+        """Named variables with one number per trace, in order of first appearance: those an
+        effective sample size, R-hat or a histogram is defined for."""
+        return [name for name, column in self.named.items()
+                if not column.ragged and column.values.ndim == 1 and len(column.values)]
 
     def addresses(self) -> list[str]:
         return list(self.columns)
@@ -291,7 +331,8 @@ class Posterior:
                          self.trace_types, {k: take(c) for k, c in self.columns.items()},
                          {k: take(c) for k, c in self.named.items()},
                          take(self.results) if self.results is not None else None,
-                         self.metadata)
+                         _without_sample_keys(self.metadata),
+                         None if self.log_likelihood is None else self.log_likelihood[indices])
 
     @staticmethod
     def concat(posteriors: Sequence["Posterior"], separate_chains: bool = False) -> "Posterior":
@@ -332,10 +373,13 @@ class Posterior:
             return Column(first.key, first.name, first.kind, first.distribution, first.discrete,
                           index, values)
 
+        log_lik = (None if any(p.log_likelihood is None for p in posteriors)
+                   else np.concatenate([p.log_likelihood for p in posteriors]))
         return Posterior(np.concatenate(log_w), np.concatenate(chains), np.concatenate(tt),
                          list(type_ids), {k: merge(v) for k, v in columns.items()},
                          {k: merge(v) for k, v in named.items()},
-                         merge(results) if results else None, posteriors[0].metadata)
+                         merge(results) if results else None,
+                         _without_sample_keys(posteriors[0].metadata), log_lik)
 
     # -- diagnostics -------------------------------------------------------------------------
     def trace_type_table(self) -> list[dict]:
@@ -416,17 +460,15 @@ class Posterior:
         return float(total)
 
     def summary(self, max_variables: int = 50) -> dict:
+        """Size, effective size (of the engine's kind, per latent too) and every named
+        variable's statistics."""
         out: dict[str, Any] = {"num_traces": self.num_traces, "ess": self.ess,
+                               "ess_kind": self.engine_summary.get("ess_kind", "kish"),
                                "num_chains": self.num_chains, "variables": {}}
-        if self.metadata.get("engine") in ("importance", "ic", "smc"):
-            out["log_evidence"] = self.log_evidence
-        mcmc = bool(self.metadata.get("mcmc"))
         for key in self.names()[:max_variables]:
             try:
                 out["variables"][key] = summary = self.marginal(key).summary()
-                if mcmc and "quantiles" in summary:
-                    # Draws along a chain are correlated: Kish's ESS would count every draw.
-                    summary["ess"] = self.mcmc_ess(key)
+                summary["ess"] = self.ess_of(key)
             except ValueError as error:
                 out["variables"][key] = {"error": str(error)}
         return out
@@ -440,6 +482,8 @@ class Posterior:
             f.attrs["format"] = np.bytes_(b"etalumis-posterior")
             f.attrs["format_version"] = FORMAT_VERSION
             f.create_dataset("log_weights", data=self.log_weights)
+            if self.log_likelihood is not None:
+                f.create_dataset("log_likelihood", data=self.log_likelihood)
             f.create_dataset("chain", data=self.chain)
             f.create_dataset("trace_type_id", data=self.trace_type_id)
             write_strings(f, "trace_types/addresses", [a for t in self.trace_types for a in t])
@@ -466,11 +510,16 @@ class Posterior:
                     meta[table].append(column.meta())
             write_json(f, "meta", {"tables": meta, "metadata": self.metadata})
 
-    def to_arviz(self, path: str | os.PathLike, seed: int = 0) -> None:
-        """Write a netCDF4 file that ``arviz.from_netcdf`` reads (see :mod:`.data.arviz`)."""
-        from .data.arviz import export_arviz
+    def to_arviz(self, path: str | os.PathLike | None = None, seed: int = 0,
+                 observations: dict[str, Any] | None = None) -> Any:
+        """This posterior as an ``arviz.InferenceData`` (groups ``posterior``, ``sample_stats``,
+        ``observed_data`` and ``log_likelihood``), also written as netCDF to ``path`` when
+        given; a weighted sample is resampled so that ArviZ's diagnostics claim no more than
+        :attr:`ess` (see :mod:`.data.arviz`). ``observations`` adds to those the engine
+        recorded (it keeps small ones only)."""
+        from .data.arviz import to_inference_data
 
-        export_arviz(self, path, seed)
+        return to_inference_data(self, path, seed, observations)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Posterior":
@@ -504,7 +553,8 @@ class Posterior:
                                                      group["index"][()], values)
             return cls(f["log_weights"][()], f["chain"][()], f["trace_type_id"][()], types,
                        tables["columns"], tables["named"], tables["results"].get("result"),
-                       meta["metadata"])
+                       meta["metadata"],
+                       f["log_likelihood"][()] if "log_likelihood" in f else None)
 
     def __repr__(self) -> str:
         return (f"Posterior({self.num_traces} traces, ESS {self.ess:.1f}, "
@@ -518,6 +568,7 @@ class PosteriorBuilder:
         self.max_value_size = max_value_size
         self.chain_id = chain
         self._log_w: list[float] = []
+        self._log_lik: list[float] = []
         self._chain: list[int] = []
         self._type_ids: dict[tuple[str, ...], int] = {}
         self._tt: list[int] = []
@@ -531,6 +582,7 @@ class PosteriorBuilder:
     def add(self, trace: Trace, log_weight: float | None = None, chain: int | None = None) -> None:
         i = len(self._log_w)
         self._log_w.append(trace.log_weight if log_weight is None else log_weight)
+        self._log_lik.append(trace.log_likelihood)
         self._chain.append(self.chain_id if chain is None else chain)
         tt = trace.controlled_addresses
         type_ids = self._type_ids
@@ -600,7 +652,11 @@ class PosteriorBuilder:
                          np.asarray(self._tt, dtype=np.int64), list(self._type_ids),
                          {k: self._column(k, *e) for k, e in self._columns.items()},
                          {k: self._column(k, *e) for k, e in self._named.items()},
-                         results, metadata)
+                         results, metadata, np.asarray(self._log_lik, dtype=np.float64))
+
+
+def _without_sample_keys(metadata: dict) -> dict:
+    return {k: v for k, v in metadata.items() if k not in _SAMPLE_KEYS}
 
 
 def from_traces(traces: Iterable[Trace], log_weights: Iterable[float] | None = None,

@@ -41,11 +41,47 @@ def test_multirun_over_two_engines(tmp_path):
         assert summary["num_traces"] == 300
         mu = summary["latents"]["mu"]
         assert abs(mu["mean"] - 7.25) < 4 * 0.912871 / mu["ess"] ** 0.5
+        # One ESS, the engine's: the top line is the smallest per latent, of the same kind.
+        assert summary["ess"] == min(v["ess"] for v in summary["latents"].values())
+        assert summary["ess_kind"] and isinstance(summary["warnings"], list)
         for plot in ("marginals.png", "trace_types.png", "address_graph.png"):
             assert (job / plot).stat().st_size > 1000
         post = et.Posterior.load(job / "posterior.h5")
         assert post.num_traces == 300
     assert engines == {"importance", "rmh"}
+
+
+def test_defaults_are_read_from_the_packaged_configs():
+    from etalumis_core.app.cli import defaults
+
+    assert defaults("infer") == {"simulator": "toy_tau_decay", "engine": "smc",
+                                 "executor": "process"}
+    assert defaults("train")["proposal"] == "feedforward"
+
+
+def test_infer_job_loads_plugins_once_and_builds_one_simulator_beside_the_executor(
+        tmp_path, monkeypatch):
+    """The truth and the report share one simulator; the (serial) executor builds its own;
+    the plugins the CLI loaded are passed down, not loaded again."""
+    from omegaconf import OmegaConf
+
+    from etalumis_core.app import jobs
+
+    plugins = et.load_plugins()
+    monkeypatch.setattr(jobs, "load_plugins", lambda: pytest.fail("plugins loaded again"))
+    built = []
+    build = et.SimulatorSpec.build
+    monkeypatch.setattr(et.SimulatorSpec, "build", lambda self: built.append(self.name) or build(self))
+    cfg = OmegaConf.create({"simulator": {"name": "gaussian"}, "engine": {"name": "importance"},
+                            "executor": {"name": "serial"}, "num_traces": 200, "seed": 0,
+                            "observation": None, "truth_seed": 3, "plots": True,
+                            "progress": False})
+    summary = jobs.infer_from_config(cfg, str(tmp_path), plugins)
+    assert built == ["gaussian", "gaussian"]
+    assert summary["ess"] == summary["latents"]["mu"]["ess"]
+    assert "ESS" in summary["message"] and "(kish)" in summary["message"]
+    if summary["ess"] < 30:
+        assert "warning: the effective sample size" in summary["message"]
 
 
 def test_simulate_then_infer_from_the_observation_file(tmp_path):

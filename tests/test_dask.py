@@ -284,6 +284,21 @@ def test_a_trace_that_always_hangs_fails_clearly(tmp_path):
         _importance(spec, executor)
 
 
+class AlwaysKillsItsWorker(Gaussian):
+    def run(self, controller):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_an_item_that_keeps_killing_its_worker_fails_clearly():
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        executor = DaskExecutor(n_workers=1)
+    with executor, pytest.raises(et.SimulatorError, match=(
+            r"work item \d+ was lost with its worker 1 time: the simulator crashes its worker")):
+        _importance(SimulatorSpec(AlwaysKillsItsWorker, name="gaussian"), executor)
+
+
 def _raises(simulator, item, report):
     if item == 1:
         raise ZeroDivisionError("no")

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 import etalumis_core as et
-from etalumis_core.models import (discrete_weather, gaussian_posterior, gaussian_unknown_mean,
-                                  poisson_mixture_count)
+from etalumis_core.engines.smc import genealogy_ess
+from etalumis_core.models import (discrete_weather, gaussian_marsaglia, gaussian_posterior,
+                                  gaussian_unknown_mean, hidden_markov_model, hmm_observations,
+                                  hmm_posterior, poisson_mixture_count)
 
 Z = 4.0  # standard errors allowed: a correct engine fails with probability ~6e-5 per check
 
@@ -18,15 +20,9 @@ def within(estimate, exact, stderr, what):
 
 
 def effective_size(posterior, key):
-    """ESS of a variable: Kish for weighted samples, autocorrelation-based for MCMC, and for
-    SMC the number of distinct ancestors of the final population (its moves only decorrelate
-    the copies further, so this is conservative)."""
-    engine = posterior.metadata["engine"]
-    if engine in ("lmh", "rmh"):
-        return posterior.mcmc_ess(key)
-    if engine == "smc":
-        return posterior.metadata["distinct_ancestors"]
-    return posterior.marginal(key).ess
+    """ESS of a variable as its engine reports it: Kish for weighted samples,
+    autocorrelation-based for MCMC, genealogy-based for SMC."""
+    return posterior.ess_of(key)
 
 
 def smc_log_evidence_stderr(posterior):
@@ -192,7 +188,13 @@ def test_smc_reports_its_rounds_and_rejects_bad_options(gaussian_obs):
                     seed=0)
     betas = post.metadata["betas"]
     assert betas[-1] == 1.0 and all(b1 > b0 for b0, b1 in zip(betas, betas[1:]))
-    assert post.ess == pytest.approx(200)   # equally weighted particles
+    # Equally weighted particles, but not independent: the ESS comes from the genealogy.
+    assert post.engine_summary["ess_kind"].startswith("smc genealogy")
+    assert 0 < post.ess <= 200
+    assert post.ess == min(post.engine_summary["ess_by_latent"].values())
+    assert post.log_evidence == post.metadata["log_evidence"]
+    assert post.engine_summary["log_evidence_error"] > 0
+    assert all(r["ess_weights"] > 0 and r["sweeps"] >= 5 for r in post.metadata["round_stats"])
     assert not post.metadata["truncated"]
     short = et.infer(ridge, engine="smc", num_traces=100, seed=0, max_rounds=2)
     assert short.metadata["rounds"] == 2 and short.metadata["truncated"]
@@ -268,3 +270,72 @@ def test_bad_engine_options_are_clear_errors(gaussian_obs):
         et.infer(gaussian_unknown_mean, observe=gaussian_obs, num_traces=0)
     with pytest.raises(et.PluginError, match="unknown engine 'mhh'.*rmh"):
         et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="mhh")
+
+
+def test_smc_matches_the_hmm_by_forward_backward():
+    """An all-discrete model: no block step applies, so every sweep moves every particle by a
+    prior redraw, and rounds sweep until the particles decorrelate."""
+    exact, log_evidence = hmm_posterior()
+    post = et.infer(hidden_markov_model, observe=hmm_observations(), engine="smc",
+                    num_traces=200, seed=5, progress=False)
+    for stats in post.metadata["round_stats"]:
+        assert stats["tried_block"] == 0
+        assert stats["tried_redraw"] == 200 * stats["sweeps"]   # every particle, every sweep
+    for t in range(17):
+        ess = post.ess_of(f"x{t}")
+        assert ess > 20
+        probs = post.marginal(f"x{t}").probabilities()
+        for k in range(3):
+            p = exact[t, k]
+            # A floor of 1e-3 on the variance: a state the posterior all but excludes.
+            within(probs.get(k, 0.0), p, math.sqrt(max(p * (1 - p), 1e-3) / ess), f"P(x{t}={k})")
+    within(post.log_evidence, log_evidence, post.engine_summary["log_evidence_error"],
+           "hmm log evidence")
+
+
+def test_smc_on_a_rejection_loop():
+    mean, std, _ = gaussian_posterior([8.0, 9.0])
+    post = et.infer(gaussian_marsaglia, observe={"obs0": 8.0, "obs1": 9.0}, engine="smc",
+                    num_traces=400, seed=6, progress=False)
+    ess = post.ess_of("mu")
+    assert ess > 50
+    within(float(post.mean("mu")), mean, std / math.sqrt(ess), "E[mu] through a rejection loop")
+
+
+def test_genealogy_ess_counts_lines_not_copies():
+    rng = np.random.default_rng(0)
+    n = 1000
+    independent = rng.normal(size=n)
+    assert genealogy_ess(independent, np.arange(n), np.arange(n), 1) > 0.8 * n
+    # 50 ancestors, 20 identical copies each: worth about 50 draws.
+    groups = np.repeat(np.arange(50), 20)
+    copies = rng.normal(size=50)[groups]
+    assert 25 < genealogy_ess(copies, np.arange(n), groups, 1) < 100
+
+
+@pytest.mark.parametrize("engine", ["importance", "rmh", "smc"])
+def test_the_ess_is_the_engines_and_agrees_everywhere(engine, gaussian_obs):
+    post = et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine=engine, num_traces=600,
+                    seed=7, progress=False, **({"chains": 2} if engine == "rmh" else {}))
+    summary = post.summary()
+    assert summary["ess"] == post.ess == post.engine_summary["ess"]
+    assert summary["variables"]["mu"]["ess"] == post.ess_of("mu")
+    if engine == "rmh":
+        assert post.ess == pytest.approx(post.mcmc_ess("mu"))
+        assert post.ess < 600   # not the chain length
+        assert post.log_evidence is None
+    if engine == "importance":
+        assert post.ess == pytest.approx(post.kish_ess)
+        assert post.log_evidence is not None
+    # A subset is another sample: no engine stands behind it, so it has Kish's ESS.
+    half = post.subset(np.arange(300))
+    assert half.ess == pytest.approx(half.kish_ess)
+
+
+def test_low_ess_importance_runs_get_a_warning(gaussian_obs):
+    poor = et.infer(gaussian_unknown_mean, observe=gaussian_obs, num_traces=200, seed=0)
+    assert poor.ess < 30
+    assert any("effective sample size" in w for w in poor.engine_summary["warnings"])
+    good = et.infer(gaussian_unknown_mean, observe={"obs0": 1.0, "obs1": 1.0}, num_traces=200,
+                    seed=0)
+    assert good.ess > 30 and good.engine_summary["warnings"] == []

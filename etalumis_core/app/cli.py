@@ -18,7 +18,7 @@ from ..plugins import load_plugins
 from .configs import generated_configs
 from .usage import help_text
 
-COMMANDS = ("infer", "simulate", "dataset", "train", "serve")
+COMMANDS = ("infer", "simulate", "dataset", "train", "serve", "calibrate")
 # Mistakes in what the user asked for: one line and exit status 2. Other errors a run meets
 # (a simulator that died, a port in use) print one line and exit 1; anything else is a bug and
 # keeps its traceback.
@@ -29,14 +29,24 @@ VERBOSE_FLAGS = ("--verbose", "-v")
 # Config groups whose options name registered things, and the registry holding them.
 GROUPS = {"simulator": "simulators", "engine": "engines", "executor": "executors",
           "proposal": "proposals", "trainer": "trainers"}
-# The options each job selects by default (see conf/*.yaml).
-DEFAULTS = {
-    "infer": {"simulator": "toy_tau_decay", "engine": "rmh", "executor": "process"},
-    "simulate": {"simulator": "toy_tau_decay"},
-    "dataset": {"simulator": "toy_tau_decay", "executor": "serial"},
-    "train": {"simulator": "toy_tau_decay", "proposal": "feedforward", "trainer": "single"},
-    "serve": {"simulator": "toy_tau_decay"},
-}
+
+
+def defaults(command: str) -> dict[str, str]:
+    """The option each config group of a job selects by default, read from the job's
+    packaged ``conf/COMMAND.yaml`` (the one source of the defaults)."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.create((files("etalumis_core.conf") / f"{command}.yaml").read_text())
+    chosen = {}
+    for entry in config.get("defaults", []):
+        if isinstance(entry, str) or not hasattr(entry, "items"):
+            continue
+        for group, option in entry.items():
+            if group in GROUPS:
+                chosen[group] = str(option)
+    return chosen
 
 
 def searchpath_override(plugins: Any) -> str:
@@ -52,7 +62,7 @@ def searchpath_override(plugins: Any) -> str:
 
 def check_selections(command: str, overrides: list[str], plugins: Any) -> None:
     """Fail early, with the installed options and their plugins, on an unknown name."""
-    chosen = dict(DEFAULTS[command])
+    chosen = defaults(command)
     for arg in overrides:
         key, sep, value = arg.partition("=")
         key = key.lstrip("+~")
@@ -81,7 +91,7 @@ def _log_traceback(error: BaseException) -> str | None:
     return files[0].baseFilename if files else None
 
 
-def _job(command: str, verbose: bool) -> Callable[[Any], Any]:
+def _job(command: str, plugins: Any, verbose: bool) -> Callable[[Any], Any]:
     def run(cfg: Any) -> Any:
         from hydra.core.hydra_config import HydraConfig
 
@@ -93,7 +103,7 @@ def _job(command: str, verbose: bool) -> Callable[[Any], Any]:
         for noisy in ("matplotlib", "distributed"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         try:
-            result = getattr(jobs, f"{command}_from_config")(cfg, output_dir)
+            result = getattr(jobs, f"{command}_from_config")(cfg, output_dir, plugins)
         except USAGE_ERRORS + RUN_ERRORS as error:
             if verbose or level == "DEBUG":
                 raise
@@ -138,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv = [f"etalumis {command}", *argv, searchpath_override(plugins)]
     try:
         hydra.main(version_base="1.3", config_path="pkg://etalumis_core.conf",
-                   config_name=command)(_job(command, verbose))()
+                   config_name=command)(_job(command, plugins, verbose))()
     except SystemExit as done:
         return int(done.code or 0) if not isinstance(done.code, str) else 1
     return 0

@@ -24,7 +24,7 @@ from ..seeding import resolve_seed
 from ..executors import Executor
 from ..plugins import Plugins, load_plugins
 from ..posterior import PosteriorBuilder
-from ..simulator import SimulatorSpec
+from ..simulator import Simulator, SimulatorSpec
 from ..trace import Trace
 from . import plots
 
@@ -60,51 +60,70 @@ def write_json(path: str, obj: Any) -> None:
 
 
 # -- infer -------------------------------------------------------------------------------------
+class SimulatorOnDemand:
+    """One simulator built from its spec at first use, shared by everything this process does
+    outside the executor (simulating the truth, the simulator's report), and closed once: a PPX
+    simulator is a process launch."""
+
+    def __init__(self, spec: SimulatorSpec) -> None:
+        self.spec = spec
+        self._built: Simulator | None = None
+
+    def get(self) -> Simulator:
+        if self._built is None:
+            self._built = self.spec.build()
+        return self._built
+
+    def close(self) -> None:
+        if self._built is not None:
+            self._built.close()
+            self._built = None
+
+    def __enter__(self) -> "SimulatorOnDemand":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
 def run_inference(simulator: SimulatorSpec, engine: Engine, executor: Executor,
                   observations: Mapping[str, Any], num_traces: int, seed: int | None,
                   output_dir: str, truth: Trace | None = None, make_plots: bool = True,
-                  progress: bool | None = None, extra: dict | None = None) -> dict:
-    """Infer, then write ``posterior.h5``, ``summary.json`` and plots into ``output_dir``."""
+                  progress: bool | None = None, extra: dict | None = None,
+                  plugins: Plugins | None = None,
+                  local: SimulatorOnDemand | None = None) -> dict:
+    """Infer, then write ``posterior.h5``, ``posterior_arviz.nc``, ``summary.json`` and plots
+    into ``output_dir``. The summary carries what the engine says of its posterior
+    (:meth:`Engine.summarize`: ESS and its kind, evidence, acceptance, rounds, warnings);
+    ``local`` is the simulator this process may build for the simulator's report."""
     os.makedirs(output_dir, exist_ok=True)
     posterior = engine.run(simulator, observations, num_traces, seed, executor, progress)
     posterior.save(os.path.join(output_dir, "posterior.h5"))
-    posterior.to_arviz(os.path.join(output_dir, "posterior_arviz.nc"))
+    posterior.to_arviz(os.path.join(output_dir, "posterior_arviz.nc"), observations=observations)
     meta = posterior.metadata
+    reported = {k: v for k, v in posterior.engine_summary.items() if k != "ess_by_latent"}
     summary: dict[str, Any] = {
         "engine": meta.get("engine"), "engine_options": meta.get("options"),
         "simulator": simulator.name, "simulator_params": simulator.kwargs,
         "executor": meta.get("executor"), "num_workers": meta.get("num_workers"),
-        "seed": meta.get("seed"), "num_traces": posterior.num_traces, "ess": posterior.ess,
+        "seed": meta.get("seed"), "num_traces": posterior.num_traces,
         "wall_time_s": meta.get("wall_time_s"), "traces_per_second": meta.get("traces_per_second"),
-        **{k: meta[k] for k in ("acceptance_rate", "log_evidence", "r_hat", "prior_fallbacks",
-                                "retried_tasks", "rounds", "round_stats") if k in meta},
-        "versions": versions(load_plugins()),
+        "retried_tasks": meta.get("retried_tasks"),
+        **reported, "ess": posterior.ess,
+        "versions": versions(plugins or load_plugins()),
         "trace_types": posterior.trace_type_table()[:50],
         "num_trace_types": len(posterior.trace_types),
         "latents": posterior.summary()["variables"],
         **(extra or {}),
     }
-    if meta.get("mcmc"):
-        # Kish's ESS counts every MCMC draw; report the autocorrelation-based one instead.
-        per_latent = [v["ess"] for v in summary["latents"].values() if "quantiles" in v]
-        summary["ess"] = min(per_latent) if per_latent else None
-    else:
-        summary["log_evidence"] = posterior.log_evidence
-        if "distinct_ancestors" in meta:
-            # SMC's particles are equally weighted, but copies of one ancestor are not
-            # independent draws: count the ancestors (a conservative ESS).
-            summary["ess"] = meta["distinct_ancestors"]
     truth_dict = truth.values_by_name() if truth is not None else None
     if truth_dict is not None:
         summary["truth"] = {k: jsonable(v) for k, v in truth_dict.items() if np.size(v) <= 64}
     if make_plots:
         summary["plots"] = [os.path.basename(p) for p in plots.plot_all(posterior, output_dir,
                                                                         truth_dict)]
-        sim = simulator.build()
-        try:
-            report = sim.report(posterior, truth, output_dir)
-        finally:
-            sim.close()
+        with SimulatorOnDemand(simulator) as own:
+            report = (local or own).get().report(posterior, truth, output_dir)
         if report:
             summary["report"] = report
             extra_plots = report.get("plots", [])
@@ -115,9 +134,9 @@ def run_inference(simulator: SimulatorSpec, engine: Engine, executor: Executor,
     return summary
 
 
-def resolve_observation(cfg: Any, spec: SimulatorSpec) -> tuple[dict, Trace | None, str]:
+def resolve_observation(cfg: Any, local: SimulatorOnDemand) -> tuple[dict, Trace | None, str]:
     """The observation to condition on: a file, the simulator config's ``observe``, or a
-    synthetic event simulated with ``truth_seed`` (whose trace is the truth)."""
+    synthetic event simulated with ``truth_seed`` on ``local`` (whose trace is the truth)."""
     if cfg.get("observation"):
         observations, truth, _ = load_observation(cfg.observation)
         return observations, truth_trace(truth) if truth else None, str(cfg.observation)
@@ -129,40 +148,44 @@ def resolve_observation(cfg: Any, spec: SimulatorSpec) -> tuple[dict, Trace | No
     if cfg.get("truth_seed") is None:
         raise ValueError("no observation: pass observation=PATH (from `etalumis simulate`) or "
                          "truth_seed=N to simulate one")
-    sim = spec.build()
-    try:
-        trace = simulate(sim, seed=int(cfg.truth_seed))
-    finally:
-        sim.close()
+    trace = simulate(local.get(), seed=int(cfg.truth_seed))
     return observations_of(trace), trace, f"simulated with truth_seed={cfg.truth_seed}"
 
 
-def infer_from_config(cfg: Any, output_dir: str) -> dict:
-    plugins = load_plugins()
-    spec = simulator_spec(plugins, cfg.simulator)
-    observations, truth, source = resolve_observation(cfg, spec)
-    engine = build(plugins, "engines", cfg.engine)
-    with build(plugins, "executors", cfg.executor) as executor:
-        summary = run_inference(spec, engine, executor, observations, int(cfg.num_traces),
-                                cfg.seed, output_dir, truth, bool(cfg.plots),
-                                bool(cfg.progress), extra={"observation": source})
+def result_message(summary: Mapping[str, Any], output_dir: str) -> str:
+    """What the CLI prints after inference: the engine's own report, then where to look."""
     ess = summary.get("ess")
     line = (f"{summary.get('engine')}: {summary.get('num_traces')} traces, "
             f"ESS {ess if ess is None else round(ess, 1)}")
-    if "acceptance_rate" in summary:
-        line += f", acceptance {summary['acceptance_rate']:.2f}"
-    if "rounds" in summary:
-        line += f", {summary['rounds']} tempering rounds"
+    if summary.get("ess_kind"):
+        line += f" ({summary['ess_kind']})"
+    if summary.get("acceptance") is not None:
+        line += f", acceptance {summary['acceptance']:.2f}"
+    if summary.get("rounds"):
+        line += f", {summary['rounds']} rounds"
+    if summary.get("log_evidence") is not None:
+        line += f", log evidence {summary['log_evidence']:.3f}"
+        if summary.get("log_evidence_error") is not None:
+            line += f" ± {summary['log_evidence_error']:.3f}"
+    line += "".join(f"\nwarning: {w}" for w in summary.get("warnings", []))
     headline = summary.get("report", {}).get("headline")
-    unconverged = {k: v for k, v in (summary.get("r_hat") or {}).items() if not v < 1.1}
-    if unconverged:
-        worst = ", ".join(f"{k} ({v:.2f})" for k, v in sorted(unconverged.items(),
-                                                              key=lambda kv: -kv[1])[:5])
-        line += (f"\nwarning: the chains disagree (R-hat above 1.1) on {worst}: their draws are "
-                 f"not yet a posterior sample; run longer chains or use engine=ic")
-    summary["message"] = (f"{line}\n" + (f"{headline}\n" if headline else "")
-                          + f"results in {output_dir}: summary.json, posterior.h5"
-                          + "".join(f", {p}" for p in summary.get("plots", [])))
+    return (f"{line}\n" + (f"{headline}\n" if headline else "")
+            + f"results in {output_dir}: summary.json, posterior.h5, posterior_arviz.nc"
+            + "".join(f", {p}" for p in summary.get("plots", [])))
+
+
+def infer_from_config(cfg: Any, output_dir: str, plugins: Plugins | None = None) -> dict:
+    plugins = plugins or load_plugins()
+    spec = simulator_spec(plugins, cfg.simulator)
+    engine = build(plugins, "engines", cfg.engine)
+    with SimulatorOnDemand(spec) as local:
+        observations, truth, source = resolve_observation(cfg, local)
+        with build(plugins, "executors", cfg.executor) as executor:
+            summary = run_inference(spec, engine, executor, observations, int(cfg.num_traces),
+                                    cfg.seed, output_dir, truth, bool(cfg.plots),
+                                    bool(cfg.progress), extra={"observation": source},
+                                    plugins=plugins, local=local)
+    summary["message"] = result_message(summary, output_dir)
     return summary
 
 
@@ -198,8 +221,8 @@ def run_simulate(simulator: SimulatorSpec, num_traces: int, seed: int | None, ou
     return summary
 
 
-def simulate_from_config(cfg: Any, output_dir: str) -> dict:
-    spec = simulator_spec(load_plugins(), cfg.simulator)
+def simulate_from_config(cfg: Any, output_dir: str, plugins: Plugins | None = None) -> dict:
+    spec = simulator_spec(plugins or load_plugins(), cfg.simulator)
     summary = run_simulate(spec, int(cfg.num_traces), cfg.seed, output_dir, bool(cfg.plots))
     summary["message"] = (f"observation with truth written to "
                           f"{os.path.join(output_dir, 'observation.h5')}")
@@ -207,10 +230,10 @@ def simulate_from_config(cfg: Any, output_dir: str) -> dict:
 
 
 # -- serve -------------------------------------------------------------------------------------
-def serve_from_config(cfg: Any, output_dir: str) -> None:
+def serve_from_config(cfg: Any, output_dir: str, plugins: Plugins | None = None) -> None:
     from ..ppx import serve
 
-    spec = simulator_spec(load_plugins(), cfg.simulator)
+    spec = simulator_spec(plugins or load_plugins(), cfg.simulator)
     sim = spec.build()
     log.info("serving simulator %r over PPX at %s", spec.name, cfg.address)
     try:
@@ -221,10 +244,10 @@ def serve_from_config(cfg: Any, output_dir: str) -> None:
 
 
 # -- dataset and train -------------------------------------------------------------------------
-def dataset_from_config(cfg: Any, output_dir: str) -> Any:
+def dataset_from_config(cfg: Any, output_dir: str, plugins: Plugins | None = None) -> Any:
     from ..data.dataset import generate_dataset
 
-    plugins = load_plugins()
+    plugins = plugins or load_plugins()
     spec = simulator_spec(plugins, cfg.simulator)
     target = cfg.get("output") or os.path.join(output_dir, "dataset")
     with build(plugins, "executors", cfg.executor) as executor:
@@ -274,10 +297,10 @@ def run_training(simulator: SimulatorSpec, trainer: Any, output_dir: str, num_tr
     return summary
 
 
-def train_from_config(cfg: Any, output_dir: str) -> dict:
+def train_from_config(cfg: Any, output_dir: str, plugins: Plugins | None = None) -> dict:
     from omegaconf import OmegaConf
 
-    plugins = load_plugins()
+    plugins = plugins or load_plugins()
     spec = simulator_spec(plugins, cfg.simulator)
     trainer = plugins.trainers.create(cfg.trainer.name, seed=int(cfg.seed), **_params(cfg.trainer))
     network_options = OmegaConf.to_container(cfg.proposal.get("network") or {}, resolve=True)
@@ -287,4 +310,34 @@ def train_from_config(cfg: Any, output_dir: str) -> dict:
                            cfg.get("dataset"), resume=True, seed=int(cfg.seed))
     summary["message"] = (f"network written to {summary['network']} (use it with engine=ic "
                           f"engine.params.network={summary['network']})")
+    return summary
+
+
+# -- calibrate ---------------------------------------------------------------------------------
+def calibrate_from_config(cfg: Any, output_dir: str, plugins: Plugins | None = None) -> dict:
+    from ..calibration import calibrate
+
+    plugins = plugins or load_plugins()
+    spec = simulator_spec(plugins, cfg.simulator)
+    engine = build(plugins, "engines", cfg.engine)
+    target = cfg.get("output") or output_dir
+    names = list(cfg.names) if cfg.get("names") else None
+    with build(plugins, "executors", cfg.executor) as executor:
+        summary = calibrate(spec, engine, num_events=int(cfg.num_events),
+                            event_seed=int(cfg.event_seed), num_traces=int(cfg.num_traces),
+                            seed=int(cfg.seed), output_dir=target, executor=executor,
+                            progress=bool(cfg.progress), plots=bool(cfg.plots), names=names)
+    lines = [f"{summary['engine']} on {summary['simulator']}: {summary['num_events']} events, "
+             f"{summary['cpu_seconds_per_event']:.3g} CPU-s per event"]
+    for name, latent in summary["latents"].items():
+        if latent["kind"] == "continuous":
+            flag = "" if latent["within_band"] else "  OUTSIDE the 99% band"
+            lines.append(f"  {name}: coverage " + ", ".join(
+                f"{k} -> {v:.2f}" for k, v in latent["coverage"].items()) + flag)
+        else:
+            lines.append(f"  {name}: top-1 {latent['top1']:.2f} (mean probability of the top "
+                         f"value {latent['mean_p_top']:.2f}), mean p(truth) "
+                         f"{latent['mean_p_true']:.2f}")
+    summary["message"] = "\n".join(lines) + f"\nresults in {target}: calibration.json" + "".join(
+        f", {p}" for p in summary.get("plots", []))
     return summary

@@ -20,19 +20,10 @@ def _pyplot() -> Any:
     return plt
 
 
-def scalar_names(posterior: Posterior, limit: int = 12) -> list[str]:
-    """Named variables with scalar values, in order of first appearance."""
-    out = []
-    for name, column in posterior.named.items():
-        if not column.ragged and column.values.ndim == 1 and len(column.values):
-            out.append(name)
-    return out[:limit]
-
-
 def plot_marginals(posterior: Posterior, path: str, truth: dict[str, Any] | None = None,
                    names: list[str] | None = None) -> str | None:
     """A grid of weighted histograms (bars for discrete variables), truth in red."""
-    names = names or scalar_names(posterior)
+    names = names or posterior.scalar_names()[:12]
     if not names:
         return None
     plt = _pyplot()
@@ -61,11 +52,11 @@ def plot_marginals(posterior: Posterior, path: str, truth: dict[str, Any] | None
                     ax.patches[keys.index(value)].set_color("tab:red")
             else:
                 ax.axvline(float(value), color="tab:red", label="truth")
-        ax.set_title(f"{name} (ESS {marginal.ess:.0f})", fontsize=10)
+        ax.set_title(f"{name} (ESS {posterior.ess_of(name):.0f})", fontsize=10)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.suptitle(f"posterior marginals: {posterior.metadata.get('engine', '')}, "
-                 f"{posterior.num_traces} traces")
+                 f"{posterior.num_traces} traces, ESS {posterior.ess:.0f}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

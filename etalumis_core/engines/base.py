@@ -1,8 +1,10 @@
-"""What every engine shares: the run's seeds, its chunks of work, and the run loop."""
+"""What every engine shares: the run's seeds, its chunks of work, the run loop, and the summary
+of its own posterior (the application prints what an engine reports and knows none by name)."""
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any, Mapping
 
@@ -10,18 +12,25 @@ import numpy as np
 
 from ..controller import Controller
 from ..executors import Executor, SerialExecutor
-from ..posterior import Posterior
+from ..posterior import Posterior, logsumexp
 from ..seeding import resolve_seed
 from ..simulator import Simulator, SimulatorSpec, simulator_name
 
 log = logging.getLogger(__name__)
+
+# Fewer effective draws than this and a marginal's mean is uncertain by more than a fifth of its
+# spread, and its tails are a handful of traces: the run gets a warning.
+LOW_ESS = 30
+# Observations up to this many numbers are recorded in the posterior's metadata (for ArviZ's
+# observed_data group and reports); larger ones are passed to to_arviz when needed.
+MAX_RECORDED_OBSERVATION = 4096
 
 
 class Engine:
     """An inference engine: a controller policy plus a way to split the work.
 
     ``run`` returns a :class:`Posterior` whose ``metadata`` records the engine, its options,
-    the seed and timings.
+    the seed and timings, and under ``"summary"`` what :meth:`summarize` says of it.
     """
 
     name = "engine"
@@ -50,10 +59,32 @@ class Engine:
                                   num_traces=posterior.num_traces, wall_time_s=elapsed,
                                   traces_per_second=posterior.num_traces / max(elapsed, 1e-12),
                                   simulator=simulator_name(simulator),
-                                  executor=executor.name, num_workers=executor.num_workers)
+                                  executor=executor.name, num_workers=executor.num_workers,
+                                  observations={k: np.asarray(v).tolist()
+                                                for k, v in dict(observations or {}).items()
+                                                if np.size(v) <= MAX_RECORDED_OBSERVATION})
         for key, value in run_counters(counters, executor.stats()).items():
             posterior.metadata.setdefault(key, value)
+        posterior.metadata["summary"] = self.summarize(posterior)
         return posterior
+
+    def summarize(self, posterior: Posterior) -> dict:
+        """What this engine's posterior is worth, in terms any application can print:
+
+        ``ess`` (the effective sample size this engine stands behind) and ``ess_kind`` (how it
+        was estimated), ``ess_by_latent`` (per scalar named latent, of the same kind),
+        ``log_evidence`` (None where the engine does not estimate it) and
+        ``log_evidence_error`` (its standard error), optional ``acceptance`` and ``rounds``,
+        and ``warnings`` (sentences for the user). This default is right for independent
+        weighted draws (importance sampling): Kish's ESS, the mean weight as evidence."""
+        ess = posterior.kish_ess
+        n = posterior.num_traces
+        log_evidence = logsumexp(posterior.log_weights) - math.log(max(n, 1))
+        error = math.sqrt(max(n / ess - 1.0, 0.0) / n) if ess > 0 else math.inf
+        return {"ess": ess, "ess_kind": "kish",
+                "ess_by_latent": {k: _marginal_kish(posterior, k) for k in posterior.scalar_names()},
+                "log_evidence": log_evidence, "log_evidence_error": error,
+                "warnings": low_ess_warnings(ess, n)}
 
     def _run(self, simulator: Simulator | SimulatorSpec, observations: dict, num_traces: int,
              seed: int, executor: Executor, progress: bool | None) -> Posterior:
@@ -71,3 +102,19 @@ def run_counters(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict:
             value = value - before.get(key, 0)
         out[key] = value
     return out
+
+
+def _marginal_kish(posterior: Posterior, key: str) -> float:
+    try:
+        return posterior.marginal(key).ess
+    except ValueError:   # only in traces of zero weight
+        return 0.0
+
+
+def low_ess_warnings(ess: float | None, num_traces: int, kind: str = "") -> list[str]:
+    """A warning when the effective sample size is too small to trust the marginals."""
+    if ess is None or ess >= LOW_ESS:
+        return []
+    return [f"the effective sample size{kind} is {ess:.1f} of {num_traces} traces (under "
+            f"{LOW_ESS}): the marginals rest on a handful of traces and their intervals are "
+            f"not to be trusted; draw more traces or use a better proposal (engine=ic or smc)"]

@@ -12,19 +12,18 @@ The engine takes ``network=`` a network file (each worker loads it once) or a
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..controller import Controller
 from ..errors import EtalumisError, ObservationError
 from ..executors import Executor
-from ..posterior import Posterior, PosteriorBuilder
-from ..progress import Progress
-from ..simulator import Simulator, SimulatorSpec, run_trace, simulator_name
-from ..seeding import chunk_rng, split
+from ..posterior import Posterior
+from ..simulator import Simulator, SimulatorSpec, simulator_name
 from .importance import ImportanceSampling
 
 _loaded: dict[tuple[str, float], Any] = {}   # per process: network files already read
@@ -153,41 +152,40 @@ class InferenceCompilation(ImportanceSampling):
             raise EtalumisError(f"the network was trained for simulator {trained_for!r}, not "
                                 f"{name!r}; use a network trained for {name!r} (or "
                                 f"check_simulator=False if they are the same simulator)")
-        chunks = split(num_traces, self.chunk_size)
-        items = [(self, observations, seed, index, count, name)
-                 for index, (_, count) in enumerate(chunks)]
-        with Progress(num_traces, f"{self.name} sampling", progress) as bar:
-            parts = executor.map(_ic_chunk, items, simulator, bar,
-                                 weights=[count for _, count in chunks])
-            fallbacks = sum(p.metadata.get("prior_fallbacks", 0) for p in parts)
-            unknown: dict[str, int] = {}
-            for p in parts:
-                for a, n in p.metadata.get("unknown_addresses", {}).items():
-                    unknown[a] = unknown.get(a, 0) + n
-            posterior = Posterior.concat(parts)
-            bar.show(ess=posterior.ess)
-        posterior.metadata = {"ic": {"prior_fallbacks": fallbacks,
-                                     "unknown_addresses": unknown,
-                                     "network_simulator": trained_for,
-                                     "network_traces_trained": self.network.traces_trained}}
-        return posterior
+        return super()._run(simulator, observations, num_traces, seed, executor, progress)
 
+    @contextlib.contextmanager
+    def sampling(self) -> Iterator[None]:
+        import torch
 
-def _ic_chunk(simulator: Simulator, item: tuple, report: Callable[[int], None]) -> Posterior:
-    import torch
+        threads = torch.get_num_threads()
+        if self.num_threads:
+            torch.set_num_threads(int(self.num_threads))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
-    engine, observations, seed, index, count, name = item
-    threads = torch.get_num_threads()
-    if engine.num_threads:
-        torch.set_num_threads(int(engine.num_threads))
-    try:
-        controller = engine.make_controller(chunk_rng(seed, index), observations)
-        builder = PosteriorBuilder(engine.max_value_size)
-        for _ in range(count):
-            builder.add(run_trace(simulator, controller, engine.retries))
-            report(1)
-        controller.check_observations_used(name)
-    finally:
-        torch.set_num_threads(threads)
-    return builder.build({"prior_fallbacks": controller.fallbacks,
-                          "unknown_addresses": dict(controller.unknown)})
+    def chunk_metadata(self, controller: Controller) -> dict:
+        return {"prior_fallbacks": controller.fallbacks,
+                "unknown_addresses": dict(controller.unknown)}
+
+    def run_metadata(self, parts: Sequence[Posterior]) -> dict:
+        unknown: dict[str, int] = {}
+        for p in parts:
+            for a, n in p.metadata.get("unknown_addresses", {}).items():
+                unknown[a] = unknown.get(a, 0) + n
+        return {"ic": {"prior_fallbacks": sum(p.metadata.get("prior_fallbacks", 0) for p in parts),
+                       "unknown_addresses": unknown,
+                       "network_simulator": self.network.simulator,
+                       "network_traces_trained": self.network.traces_trained}}
+
+    def summarize(self, posterior: Posterior) -> dict:
+        summary = super().summarize(posterior)
+        fallbacks = posterior.metadata.get("ic", {}).get("prior_fallbacks", 0)
+        if fallbacks:
+            unknown = posterior.metadata["ic"]["unknown_addresses"]
+            summary["warnings"].append(
+                f"{fallbacks} random choices at {len(unknown)} address(es) the network never saw "
+                f"in training were drawn from the prior; train on traces that reach them")
+        return summary

@@ -8,14 +8,29 @@ any number of workers, returns the same posterior.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
 
+from ..controller import Controller
 from ..executors import Executor
 from ..posterior import Posterior, PosteriorBuilder
 from ..progress import Progress
-from ..simulator import Simulator, SimulatorSpec, run_trace, simulator_name
+from ..simulator import Simulator, SimulatorSpec, run_traces, simulator_name
 from ..seeding import chunk_rng, split
 from .base import Engine
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One work item: ``count`` traces drawn with the generator of chunk ``index``."""
+
+    engine: "ImportanceSampling"
+    observations: dict
+    seed: int
+    index: int
+    count: int
+    simulator: str
 
 
 class ImportanceSampling(Engine):
@@ -45,24 +60,38 @@ class ImportanceSampling(Engine):
 
     def _run(self, simulator: Simulator | SimulatorSpec, observations: dict, num_traces: int,
              seed: int, executor: Executor, progress: bool | None) -> Posterior:
+        name = simulator_name(simulator)
         chunks = split(num_traces, self.chunk_size)
-        items = [(self, observations, seed, index, count, simulator_name(simulator))
+        items = [Chunk(self, observations, seed, index, count, name)
                  for index, (_, count) in enumerate(chunks)]
         with Progress(num_traces, f"{self.name} sampling", progress) as bar:
             parts = executor.map(_sample_chunk, items, simulator, bar,
                                  weights=[count for _, count in chunks])
             posterior = Posterior.concat(parts)
-            bar.show(ess=posterior.ess)
+            bar.show(ess=posterior.kish_ess)
+        posterior.metadata = self.run_metadata(parts)
         return posterior
 
+    # -- what a subclass with another proposal (inference compilation) changes -------------
+    @contextlib.contextmanager
+    def sampling(self) -> Iterator[None]:
+        """The context a worker draws a chunk in."""
+        yield
 
-def _sample_chunk(simulator: Simulator, item: tuple, report: Callable[[int], None]) -> Posterior:
-    engine, observations, seed, index, count, name = item
-    controller = engine.make_controller(chunk_rng(seed, index), observations)
-    builder = PosteriorBuilder(engine.max_value_size)
-    retries = engine.retries
-    for _ in range(count):
-        builder.add(run_trace(simulator, controller, retries))
-        report(1)
-    controller.check_observations_used(name)
-    return builder.build()
+    def chunk_metadata(self, controller: Controller) -> dict:
+        """What a chunk reports of its controller (merged by :meth:`run_metadata`)."""
+        return {}
+
+    def run_metadata(self, parts: Sequence[Posterior]) -> dict:
+        return {}
+
+
+def _sample_chunk(simulator: Simulator, chunk: Chunk, report: Callable[[int], None]) -> Posterior:
+    engine = chunk.engine
+    with engine.sampling():
+        controller = engine.make_controller(chunk_rng(chunk.seed, chunk.index), chunk.observations)
+        builder = PosteriorBuilder(engine.max_value_size)
+        for trace in run_traces(simulator, controller, chunk.count, engine.retries, report):
+            builder.add(trace)
+        controller.check_observations_used(chunk.simulator)
+        return builder.build(engine.chunk_metadata(controller))

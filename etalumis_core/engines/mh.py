@@ -17,6 +17,7 @@ so no kernel term), mixed with prior redraws with probability ``prior_probabilit
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -25,10 +26,10 @@ from ..controller import Controller
 from ..executors import Executor
 from ..posterior import Posterior, PosteriorBuilder
 from ..progress import Progress
-from ..simulator import Simulator, SimulatorSpec, run_trace, simulator_name
+from ..simulator import Simulator, SimulatorSpec, run_trace, run_traces, simulator_name
 from ..trace import SAMPLE, Trace
 from ..seeding import chunk_rng
-from .base import Engine
+from .base import Engine, low_ess_warnings
 
 _MISSING = object()
 
@@ -36,7 +37,7 @@ _MISSING = object()
 class MHController(Controller):
     """Reuses the previous trace's values, except where a move changes them: ``overrides``
     holds new values at some addresses (random-walk and block steps), ``redraw`` names one
-    address drawn afresh from its prior. An override outside the support of the distribution
+    address drawn afresh from its prior (other than ``avoid``, when that is set). An override outside the support of the distribution
     met at its address sets ``outside`` (the move must be rejected) and the previous value is
     used instead, so the simulator never sees an impossible value."""
 
@@ -45,6 +46,7 @@ class MHController(Controller):
         self.previous: dict[str, Any] = {}
         self.overrides: dict[str, Any] = {}
         self.redraw: str | None = None
+        self.avoid: Any = _MISSING   # a redraw proposes values other than this one
 
     def start_trace(self) -> None:
         super().start_trace()
@@ -52,7 +54,10 @@ class MHController(Controller):
 
     def propose(self, address: str, distribution: Any, name: str | None) -> tuple[Any, float | None, bool]:
         if address == self.redraw:
-            return distribution.sample(self.rng), None, False
+            value = distribution.sample(self.rng)
+            while self.avoid is not _MISSING and np.array_equal(value, self.avoid):
+                value = distribution.sample(self.rng)   # the caller checked another is possible
+            return value, None, False
         value = self.overrides.get(address, _MISSING)
         if value is not _MISSING:
             if _in_support(distribution, value):
@@ -136,7 +141,7 @@ class LightweightMH(Engine):
              seed: int, executor: Executor, progress: bool | None) -> Posterior:
         per_chain = [num_traces // self.chains + (c < num_traces % self.chains)
                      for c in range(self.chains)]
-        items = [(self, observations, seed, c, n, simulator_name(simulator))
+        items = [Chain(self, observations, seed, c, n, simulator_name(simulator))
                  for c, n in enumerate(per_chain) if n]
         steps = [self.initial_traces - 1 + self.burn_in + n * self.thinning
                  for n in per_chain if n]
@@ -149,6 +154,30 @@ class LightweightMH(Engine):
         if len(parts) > 1:
             posterior.metadata["r_hat"] = _r_hats(posterior)
         return posterior
+
+    def summarize(self, posterior: Posterior) -> dict:
+        """Draws along a chain are correlated, so Kish's ESS (every draw) says nothing: the ESS
+        of each scalar latent is the autocorrelation-based one summed over chains, and the
+        posterior's is the smallest of them. MCMC estimates no evidence."""
+        by_latent = {}
+        for key in posterior.scalar_names():
+            column = posterior.named[key]
+            if len(column.index):
+                by_latent[key] = posterior.mcmc_ess(key)
+        ess = min(by_latent.values()) if by_latent else None
+        warnings = low_ess_warnings(ess, posterior.num_traces, " (smallest over the latents)")
+        r_hat = posterior.metadata.get("r_hat") or {}
+        unconverged = {k: v for k, v in r_hat.items() if not v < 1.1}
+        if unconverged:
+            worst = ", ".join(f"{k} ({v:.2f})" for k, v in sorted(unconverged.items(),
+                                                                  key=lambda kv: -kv[1])[:5])
+            warnings.append(f"the chains disagree (R-hat above 1.1) on {worst}: their draws are "
+                            f"not yet a posterior sample; run longer chains or use engine=ic")
+        return {"ess": ess, "ess_kind": "mcmc: autocorrelation, summed over chains; smallest "
+                                        "over the latents",
+                "ess_by_latent": by_latent, "log_evidence": None, "log_evidence_error": None,
+                "acceptance": posterior.metadata.get("acceptance_rate"), "r_hat": r_hat,
+                "warnings": warnings}
 
 
 class RandomWalkMH(LightweightMH):
@@ -207,24 +236,34 @@ def _r_hats(posterior: Posterior) -> dict[str, float]:
     return out
 
 
-def _run_chain(simulator: Simulator, item: tuple, report: Callable[[int], None]) -> Posterior:
-    engine, observations, seed, chain, count, name = item
-    rng = chunk_rng(seed, chain)
-    controller = MHController(rng, observations)
-    builder = PosteriorBuilder(engine.max_value_size, chain=chain)
+@dataclass(frozen=True)
+class Chain:
+    """One work item: chain number ``chain``, keeping ``count`` draws."""
+
+    engine: LightweightMH
+    observations: dict
+    seed: int
+    chain: int
+    count: int
+    simulator: str
+
+
+def _run_chain(simulator: Simulator, item: Chain, report: Callable[[int], None]) -> Posterior:
+    engine, name = item.engine, item.simulator
+    rng = chunk_rng(item.seed, item.chain)
+    controller = MHController(rng, item.observations)
+    builder = PosteriorBuilder(engine.max_value_size, chain=item.chain)
     retries = engine.retries
     current = run_trace(simulator, controller, retries)
     controller.check_observations_used(name)
-    for _ in range(engine.initial_traces - 1):
-        candidate = run_trace(simulator, controller, retries)
+    for candidate in run_traces(simulator, controller, engine.initial_traces - 1, retries, report):
         if candidate.log_weight > current.log_weight:
             current = candidate
-        report(1)
     if not current.controlled_addresses:
         raise ValueError(f"simulator {name!r} has no controlled random choices: MH has nothing "
                          f"to propose; use importance sampling")
     accepted = 0
-    total_steps = engine.burn_in + count * engine.thinning
+    total_steps = engine.burn_in + item.count * engine.thinning
     for step in range(total_steps):
         addresses = current.controlled_addresses
         site = addresses[int(rng.integers(len(addresses)))]

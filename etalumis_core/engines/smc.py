@@ -21,35 +21,45 @@ resamples (systematic), then moves every particle with Metropolis–Hastings ker
 * one of the simulator's own moves, if it offers any (:meth:`Simulator.moves`): proposals that
   know a symmetry of the model, such as the tau plugin's moves of the tau momentum that keep
   every visible particle in place, which travel where no generic move can;
-* with probability ``redraw_probability``, a lightweight-MH move (see :mod:`.mh`) at one
-  controlled site drawn afresh from its prior, which lets a particle change its discrete
-  choices and keeps the kernel irreducible when the population has collapsed.
+* a lightweight-MH move (see :mod:`.mh`) at one controlled site drawn afresh from its prior,
+  which lets a particle change its discrete choices and keeps the kernel irreducible when the
+  population has collapsed: in every sweep where no block step applied (so every particle
+  moves in every sweep, also in an all-discrete model), else with ``redraw_probability``.
+
+A round sweeps until the particles have forgotten where it started (see ``max_moves``), so
+fewer accepted moves mean more sweeps. The final particles are equally weighted but copies of
+one ancestor are not independent: the effective sample size is estimated from the genealogy
+(:func:`genealogy_ess`), not counted.
 
 Both acceptance ratios are the lightweight-MH one with the likelihood raised to β. Early rounds,
 where the likelihood is flat, decide between modes and discrete structures by reweighting;
 later rounds refine within them. The product of the rounds' mean incremental weights is an
-unbiased estimate of the evidence p(y) (``posterior.log_evidence``). The final particles are
-equally weighted; N is ``num_traces``.
+unbiased estimate of the evidence p(y) (``posterior.log_evidence``, with a standard error
+from the rounds' weights). N is ``num_traces``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 from ..distributions import Bernoulli, Categorical
 from ..executors import Executor
-from ..posterior import Posterior, PosteriorBuilder, _logsumexp
+from ..posterior import Posterior, PosteriorBuilder, logsumexp
 from ..progress import Progress
-from ..simulator import Simulator, SimulatorSpec, run_trace, simulator_name
+from ..simulator import Simulator, SimulatorSpec, run_trace, run_traces, simulator_name
 from ..trace import SAMPLE, Trace
 from ..seeding import chunk_rng, split
-from .base import Engine
+from .base import Engine, low_ess_warnings
 from .mh import _MISSING, MHController
 
 _UNORDERED = (Categorical, Bernoulli)
+# The genealogy-based ESS groups particles by ancestors no further back than keeps this many
+# distinct ones: fewer lines give a variance estimate too noisy to stand behind.
+MIN_ANCESTORS = 50
 
 
 class Particle:
@@ -101,11 +111,21 @@ class SequentialMonteCarlo(Engine):
         Effective sample size, as a fraction of the particles, that each round's reweighting
         keeps (the tempering step is chosen to hit it). Higher means more, gentler rounds.
     moves:
-        MH sweeps per particle per round (each: one differential-evolution move, one of the
-        simulator's own moves if it has any, and a prior-redraw move with probability
-        ``redraw_probability``).
+        MH sweeps per particle in one batch, the fewest a round runs. A sweep is one
+        differential-evolution move, one of the simulator's own moves if it has any, and a
+        prior redraw at one site (always where no differential-evolution step applies, so
+        that every particle moves in every sweep; else with ``redraw_probability``).
+    max_moves:
+        Most sweeps per round. A round sweeps in batches of ``moves`` until the particles have
+        decorrelated from where the round started: no scalar value (nor the log-likelihood)
+        correlates across particles with its start value by more than ``decorrelation``
+        (or 3/√N, the noise of a correlation over N particles). Sweeps that are rarely
+        accepted take more batches: the number of sweeps adapts to the acceptance rate.
+    decorrelation:
+        The correlation with the round's start below which the particles count as moved apart.
     redraw_probability:
-        Chance per sweep of a lightweight-MH prior redraw at one controlled site.
+        Chance per sweep of a prior redraw at one controlled site where a differential-
+        evolution step applied too.
     jump_probability:
         Chance that a differential-evolution move uses γ = 1 (a jump between modes).
     model_moves:
@@ -119,21 +139,27 @@ class SequentialMonteCarlo(Engine):
 
     name = "smc"
 
-    def __init__(self, ess_fraction: float = 0.5, moves: int = 5, redraw_probability: float = 0.25,
+    def __init__(self, ess_fraction: float = 0.5, moves: int = 5, max_moves: int = 10,
+                 decorrelation: float = 0.25, redraw_probability: float = 0.25,
                  jump_probability: float = 0.1, model_moves: bool = True,
                  max_rounds: int = 1000, chunk_size: int = 16,
                  retries: int = 3, max_value_size: int = 4096) -> None:
         if not 0.0 < ess_fraction < 1.0:
             raise ValueError(f"ess_fraction must lie in (0, 1), got {ess_fraction!r}")
-        if moves < 1 or max_rounds < 1 or chunk_size < 1:
-            raise ValueError(f"need moves >= 1, max_rounds >= 1, chunk_size >= 1; got "
-                             f"moves={moves}, max_rounds={max_rounds}, chunk_size={chunk_size}")
+        if moves < 1 or max_moves < moves or max_rounds < 1 or chunk_size < 1:
+            raise ValueError(f"need moves >= 1, max_moves >= moves, max_rounds >= 1, "
+                             f"chunk_size >= 1; got moves={moves}, max_moves={max_moves}, "
+                             f"max_rounds={max_rounds}, chunk_size={chunk_size}")
+        if not 0.0 <= decorrelation < 1.0:
+            raise ValueError(f"decorrelation must lie in [0, 1), got {decorrelation!r}")
         for label, p in (("redraw_probability", redraw_probability),
                          ("jump_probability", jump_probability)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{label} must lie in [0, 1], got {p!r}")
         self.ess_fraction = float(ess_fraction)
         self.moves = int(moves)
+        self.max_moves = int(max_moves)
+        self.decorrelation = float(decorrelation)
         self.redraw_probability = float(redraw_probability)
         self.jump_probability = float(jump_probability)
         self.model_moves = bool(model_moves)
@@ -144,6 +170,7 @@ class SequentialMonteCarlo(Engine):
 
     def options(self) -> dict:
         return {"ess_fraction": self.ess_fraction, "moves": self.moves,
+                "max_moves": self.max_moves, "decorrelation": self.decorrelation,
                 "redraw_probability": self.redraw_probability,
                 "jump_probability": self.jump_probability, "model_moves": self.model_moves,
                 "max_rounds": self.max_rounds,
@@ -157,8 +184,10 @@ class SequentialMonteCarlo(Engine):
         chunks = split(num_traces, self.chunk_size)
         rng = chunk_rng(seed, 0)
         beta, log_evidence, rounds, truncated = 0.0, 0.0, [], False
+        parents: list[np.ndarray] = []   # each round's resampling: the genealogy
+        threshold = max(self.decorrelation, 3.0 / math.sqrt(num_traces))
         with Progress(None, f"{self.name} rounds", progress) as bar:
-            items = [(self, observations, seed, (0, c), count, name)
+            items = [PriorDraw(self, observations, seed, c, count, name)
                      for c, (_, count) in enumerate(chunks)]
             particles = [p for part in executor.map(_draw_prior, items, simulator, bar,
                                                     weights=[n for _, n in chunks]) for p in part]
@@ -168,37 +197,97 @@ class SequentialMonteCarlo(Engine):
                 if len(rounds) + 1 >= self.max_rounds and step < 1.0 - beta:
                     step, truncated = 1.0 - beta, True
                 log_w = np.where(np.isfinite(log_lik), step * log_lik, -math.inf)
-                log_evidence += _logsumexp(log_w) - math.log(num_traces)
+                log_evidence += logsumexp(log_w) - math.log(num_traces)
+                weights_ess = _kish(log_w)
                 beta = 1.0 if beta + step >= 1.0 - 1e-12 else beta + step
-                particles = [particles[i] for i in _systematic(log_w, rng)]
+                chosen = _systematic(log_w, rng)
+                parents.append(chosen)
+                particles = [particles[i] for i in chosen]
                 final = beta == 1.0
-                unique = len(set(map(id, particles)))
-                pool = _pool(particles)
-                work = [(self, observations, seed, (len(rounds) + 1, c),
-                         particles[start:start + count], pool, beta, final, name)
-                        for c, (start, count) in enumerate(chunks)]
-                parts = executor.map(_move_chunk, work, simulator, bar,
-                                     weights=[n * self.moves for _, n in chunks])
-                particles = [p for part in parts for p in part[0]]
-                accepted = np.sum([part[1] for part in parts], axis=0)
-                tried = np.sum([part[2] for part in parts], axis=0)
-                rounds.append({"beta": beta, "unique_after_resampling": unique, **{
-                    f"acceptance_{move.__name__.strip('_').removesuffix('_move')}":
-                        float(a / t) if t else None
-                    for move, a, t in zip(MOVES, accepted, tried)}})
-                bar.show(beta=beta, round=len(rounds),
+                start, pool = particles, _pool(particles)
+                accepted, tried = np.zeros(len(MOVES)), np.zeros(len(MOVES))
+                sweeps, correlation = 0, 1.0
+                # Sweep in batches until the particles no longer remember where the round
+                # started (copies of one ancestor have gone their own ways), or the bound.
+                while sweeps < self.max_moves and correlation > threshold:
+                    batch = min(self.moves, self.max_moves - sweeps)
+                    work = [MoveBatch(self, observations, seed, (len(rounds) + 1, sweeps, c),
+                                      particles[first:first + count], pool, beta, batch, final,
+                                      name)
+                            for c, (first, count) in enumerate(chunks)]
+                    parts = executor.map(_move_chunk, work, simulator, bar,
+                                         weights=[n * batch for _, n in chunks])
+                    particles = [p for part in parts for p in part.particles]
+                    accepted += np.sum([part.accepted for part in parts], axis=0)
+                    tried += np.sum([part.tried for part in parts], axis=0)
+                    sweeps += batch
+                    correlation = _remaining_correlation(start, particles)
+                groups, lag = _ancestor_groups(parents)
+                rounds.append({
+                    "beta": beta, "unique_after_resampling": len(set(map(id, start))),
+                    "ess_weights": weights_ess, "sweeps": sweeps,
+                    "correlation_with_start": correlation,
+                    "ess_log_likelihood": genealogy_ess(
+                        np.array([p.log_likelihood for p in particles]),
+                        np.arange(num_traces), groups, len(parents)),
+                    "ancestor_lag": lag,
+                    **{f"acceptance_{kind}": float(a / t) if t else None
+                       for kind, a, t in zip(MOVE_KINDS, accepted, tried)},
+                    **{f"tried_{kind}": int(t) for kind, t in zip(MOVE_KINDS, tried)}})
+                bar.show(beta=beta, round=len(rounds), sweeps=sweeps,
                          accept=float(accepted.sum() / max(tried.sum(), 1)))
                 if final:
-                    posterior = Posterior.concat([part[3] for part in parts])
+                    posterior = Posterior.concat([part.posterior for part in parts])
                     break
         final_log_lik = np.array([p.log_likelihood for p in particles])
-        posterior.metadata = {"log_evidence": log_evidence, "rounds": len(rounds),
-                              "distinct_ancestors": rounds[-1]["unique_after_resampling"],
-                              "log_likelihood_range": [float(final_log_lik.min()),
-                                                       float(final_log_lik.max())],
-                              "betas": [r["beta"] for r in rounds], "round_stats": rounds,
-                              "truncated": truncated}
+        posterior.metadata = {
+            "log_evidence": log_evidence,
+            "log_evidence_error": math.sqrt(sum(num_traces / r["ess_weights"] - 1.0
+                                                for r in rounds) / num_traces),
+            "rounds": len(rounds),
+            "distinct_ancestors": rounds[-1]["unique_after_resampling"],
+            "log_likelihood_range": [float(final_log_lik.min()), float(final_log_lik.max())],
+            "betas": [r["beta"] for r in rounds], "round_stats": rounds, "truncated": truncated,
+            "acceptance_rate": _acceptance(rounds[-1]),
+            "genealogy": {"groups": groups.tolist(), "lag": lag, "resamplings": len(parents)}}
         return posterior
+
+    def summarize(self, posterior: Posterior) -> dict:
+        """The particles are equally weighted but not independent: copies of one ancestor stay
+        alike until the moves set them apart. Each scalar latent's ESS is its posterior
+        variance over the variance of its mean estimated from the genealogy (Chan & Lai 2013;
+        Lee & Whiteley 2018), grouping the particles by their ancestor ``lag`` rounds back
+        (Olsson & Douc 2019: the deepest lag that keeps enough distinct ancestors for a stable
+        estimate); the posterior's ESS is the smallest over the latents."""
+        meta = posterior.metadata
+        genealogy = meta.get("genealogy")
+        if genealogy is None or len(genealogy["groups"]) != posterior.num_traces:
+            return super().summarize(posterior)   # not this run's particles any more
+        groups = np.asarray(genealogy["groups"], dtype=np.int64)
+        by_latent = {}
+        for key in posterior.scalar_names():
+            column = posterior.named[key]
+            by_latent[key] = genealogy_ess(np.asarray(column.values, dtype=np.float64),
+                                           column.index, groups, genealogy["resamplings"])
+        ess = min(by_latent.values()) if by_latent else None
+        warnings = low_ess_warnings(ess, posterior.num_traces, " (smallest over the latents)")
+        if meta.get("truncated"):
+            warnings.append(f"tempering was cut short after max_rounds={self.max_rounds} rounds: "
+                            f"the last step jumped to the posterior; raise max_rounds")
+        last = meta["round_stats"][-1]
+        if last["correlation_with_start"] > max(self.decorrelation,
+                                                3.0 / math.sqrt(posterior.num_traces)):
+            warnings.append(f"the moves of the last round did not decorrelate the particles in "
+                            f"max_moves={self.max_moves} sweeps (correlation with the round's "
+                            f"start {last['correlation_with_start']:.2f}); the ESS is estimated "
+                            f"from the genealogy all the same")
+        return {"ess": ess,
+                "ess_kind": f"smc genealogy: ancestors {genealogy['lag']} round(s) back; "
+                            f"smallest over the latents",
+                "ess_by_latent": by_latent, "log_evidence": meta["log_evidence"],
+                "log_evidence_error": meta["log_evidence_error"],
+                "acceptance": meta.get("acceptance_rate"), "rounds": meta["rounds"],
+                "warnings": warnings}
 
     def _next_step(self, log_lik: np.ndarray, beta: float, name: str) -> float:
         """The largest tempering step (at most 1 − β) whose weights keep ``ess_fraction`` of
@@ -243,61 +332,104 @@ def _pool(particles: list[Particle]) -> dict[tuple, list[dict[str, Any]]]:
     return pool
 
 
-def _draw_prior(simulator: Simulator, item: tuple, report: Callable[[int], None]) -> list:
-    engine, observations, seed, index, count, name = item
-    controller = MHController(chunk_rng(seed, *index), observations)
-    out = []
-    for _ in range(count):
-        out.append(Particle(run_trace(simulator, controller, engine.retries)))
-        report(1)
-    controller.check_observations_used(name)
+@dataclass(frozen=True)
+class PriorDraw:
+    """Work item: ``count`` particles drawn from the prior with the generator of ``index``."""
+
+    engine: "SequentialMonteCarlo"
+    observations: dict
+    seed: int
+    index: int
+    count: int
+    simulator: str
+
+
+@dataclass(frozen=True)
+class MoveBatch:
+    """Work item: ``sweeps`` MH sweeps over some particles at inverse temperature ``beta``;
+    ``final`` asks for their traces too (the last round's posterior)."""
+
+    engine: "SequentialMonteCarlo"
+    observations: dict
+    seed: int
+    index: tuple
+    particles: list
+    pool: dict
+    beta: float
+    sweeps: int
+    final: bool
+    simulator: str
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What a :class:`MoveBatch` gives back: the particles, accepted and tried moves by kind,
+    and (final round) the posterior of their traces."""
+
+    particles: list
+    accepted: list
+    tried: list
+    posterior: Posterior | None
+
+
+def _draw_prior(simulator: Simulator, item: PriorDraw, report: Callable[[int], None]) -> list:
+    controller = MHController(chunk_rng(item.seed, 0, item.index), item.observations)
+    out = [Particle(trace) for trace in run_traces(simulator, controller, item.count,
+                                                   item.engine.retries, report)]
+    controller.check_observations_used(item.simulator)
     return out
 
 
-def _move_chunk(simulator: Simulator, item: tuple, report: Callable[[int], None]) -> tuple:
-    engine, observations, seed, index, particles, pool, beta, final, name = item
-    rng = chunk_rng(seed, *index)
-    controller = MHController(rng, observations)
+def _move_chunk(simulator: Simulator, item: MoveBatch, report: Callable[[int], None]) -> Moved:
+    engine, pool, beta = item.engine, item.pool, item.beta
+    rng = chunk_rng(item.seed, *item.index)
+    controller = MHController(rng, item.observations)
     accepted, tried = [0] * len(MOVES), [0] * len(MOVES)
-    builder = PosteriorBuilder(engine.max_value_size) if final else None
+    builder = PosteriorBuilder(engine.max_value_size) if item.final else None
     out = []
-    for particle in particles:
+    for particle in item.particles:
         trace = None
-        for _ in range(engine.moves):
+        for _ in range(item.sweeps):
+            stepped = False
             for kind, move in enumerate(MOVES):
-                if move is _redraw_move and rng.random() >= engine.redraw_probability:
+                # Every sweep moves every particle: the prior redraw stands in where no block
+                # step applies (an all-discrete model, a particle alone in its discrete class).
+                if move is _redraw_move and stepped and rng.random() >= engine.redraw_probability:
                     continue
                 proposal = move(simulator, controller, particle, pool, beta, engine, rng)
                 if proposal is not None:
                     tried[kind] += 1
+                    stepped = stepped or move is _block_move
                     if proposal is not False:
                         particle, trace = proposal
                         accepted[kind] += 1
             report(1)
         if builder is not None:
-            if trace is None:   # no move accepted this round: run the particle's values again
+            if trace is None:   # no move accepted this batch: run the particle's values again
                 trace = _run(simulator, controller, particle, engine)[0]
             builder.add(trace, 0.0)
         out.append(particle)
-    return out, accepted, tried, builder.build() if builder is not None else None
+    return Moved(out, accepted, tried, builder.build() if builder is not None else None)
 
 
 def _run(simulator: Simulator, controller: MHController, particle: Particle,
          engine: SequentialMonteCarlo, overrides: dict | None = None,
-         redraw: str | None = None) -> tuple[Trace, Particle] | None:
+         redraw: str | None = None, avoid: Any = _MISSING) -> tuple[Trace, Particle] | None:
     """Run the simulator on the particle's values, with ``overrides`` at some addresses, or
-    with the address ``redraw`` drawn afresh from its prior: ``(trace, its particle)``, or None
-    when an override lies outside its support (checked before the run where the particle knows
-    the support, so most impossible steps cost nothing)."""
+    with the address ``redraw`` drawn afresh from its prior (from the prior less the value
+    ``avoid``, if given): ``(trace, its particle)``, or None when an override lies outside its
+    support (checked before the run where the particle knows the support, so most impossible
+    steps cost nothing)."""
     overrides = overrides or {}
     for address, value in overrides.items():
         support = particle.supports.get(address)
         if address not in particle.values or (support is not None
                                                and not np.all(support.contains(value))):
             return None
-    controller.previous, controller.overrides, controller.redraw = \
-        particle.values, overrides, redraw
+    controller.previous, controller.overrides, controller.redraw, controller.avoid = \
+        particle.values, overrides, redraw, avoid
     trace = run_trace(simulator, controller, engine.retries)
+    controller.avoid = _MISSING
     return None if controller.outside else (trace, Particle(trace))
 
 
@@ -368,14 +500,27 @@ def _model_move(simulator: Simulator, controller: MHController, particle: Partic
 
 def _redraw_move(simulator: Simulator, controller: MHController, particle: Particle, pool: dict,
                  beta: float, engine: SequentialMonteCarlo, rng: np.random.Generator) -> Any:
-    """A lightweight-MH move: one controlled site redrawn from its prior."""
+    """A lightweight-MH move: one controlled site redrawn from its prior. At an unordered
+    discrete site (a categorical choice) the redraw proposes only values other than the
+    current one (Liu's 1996 Metropolised Gibbs): a redraw of the same value is a wasted run,
+    and a likely value is redrawn most of the time. The proposal p(x') / (1 − p(x)) and its
+    reverse leave the term log(1 − p(x)) − log(1 − p(x')) in the acceptance ratio."""
     sites = particle.controlled
-    trace, proposed = _run(simulator, controller, particle, engine,
-                           redraw=sites[int(rng.integers(len(sites)))])
+    site = sites[int(rng.integers(len(sites)))]
+    current = dict(particle.key).get(site, _MISSING)
+    p_current = math.exp(particle.log_probs[site]) if current is not _MISSING else 1.0
+    if p_current > 1.0 - 1e-9:   # continuous, or no other value possible: a plain redraw
+        trace, proposed = _run(simulator, controller, particle, engine, redraw=site)
+        other = 0.0
+    else:
+        trace, proposed = _run(simulator, controller, particle, engine, redraw=site,
+                               avoid=particle.values[site])
+        p_new = math.exp(proposed.log_probs[site]) if site in proposed.log_probs else 0.0
+        other = math.log1p(-p_current) - math.log1p(-min(p_new, 1.0 - 1e-12))
     if not proposed.controlled:
         return False
     sizes = math.log(len(sites)) - math.log(len(proposed.controlled))
-    return _accept(particle, proposed, trace, beta, sizes, rng)
+    return _accept(particle, proposed, trace, beta, sizes + other, rng)
 
 
 def _accept(current: Particle, proposed: Particle, trace: Trace, beta: float, extra: float,
@@ -393,3 +538,81 @@ def _accept(current: Particle, proposed: Particle, trace: Trace, beta: float, ex
 
 
 MOVES = (_block_move, _model_move, _redraw_move)
+MOVE_KINDS = ("block", "model", "redraw")
+
+
+def _kish(log_w: np.ndarray) -> float:
+    finite = log_w[np.isfinite(log_w)]
+    w = np.exp(finite - finite.max())
+    return float(w.sum() ** 2 / np.sum(w * w))
+
+
+def _acceptance(stats: dict) -> float | None:
+    """The fraction of a round's moves, of every kind, that were accepted."""
+    tried = sum(stats[f"tried_{kind}"] for kind in MOVE_KINDS)
+    accepted = sum(stats[f"tried_{kind}"] * (stats[f"acceptance_{kind}"] or 0.0)
+                   for kind in MOVE_KINDS)
+    return accepted / tried if tried else None
+
+
+def _scalars(particle: Particle) -> dict:
+    out = {"log_likelihood": particle.log_likelihood}
+    for address, value in particle.values.items():
+        if np.ndim(value) == 0:
+            out[address] = float(value)
+    return out
+
+
+def _remaining_correlation(start: list[Particle], now: list[Particle]) -> float:
+    """How much the particles still remember the round's start: the largest correlation,
+    across particles, between a value at the start and now (the log-likelihood and every
+    scalar controlled value that all particles have and that varied at the start)."""
+    before = [_scalars(p) for p in start]
+    after = [_scalars(p) for p in now]
+    common = set(before[0]).intersection(*before[1:], *after)
+    worst = 0.0
+    for key in common:
+        x = np.array([b[key] for b in before])
+        y = np.array([a[key] for a in after])
+        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))) or np.ptp(x) == 0:
+            continue
+        if np.ptp(y) == 0:
+            continue   # every particle agrees now: nothing of the start is left to remember
+        worst = max(worst, float(np.corrcoef(x, y)[0, 1]))
+    return worst
+
+
+def _ancestor_groups(parents: list[np.ndarray]) -> tuple[np.ndarray, int]:
+    """Each particle's ancestor ``lag`` resamplings back, for the deepest lag that leaves
+    at least ``MIN_ANCESTORS`` distinct ones (at least lag 1): beyond it the genealogy has
+    collapsed onto too few lines for a stable variance estimate."""
+    n = len(parents[-1])
+    need = min(MIN_ANCESTORS, max(n // 4, 2))
+    groups, lag = parents[-1], 1
+    for depth in range(2, len(parents) + 1):
+        deeper = parents[-depth][groups]
+        if len(np.unique(deeper)) < need:
+            break
+        groups, lag = deeper, depth
+    return np.unique(groups, return_inverse=True)[1], lag
+
+
+def genealogy_ess(values: np.ndarray, index: np.ndarray, groups: np.ndarray,
+                  resamplings: int) -> float:
+    """The effective sample size of the mean of ``values`` (held by particles ``index`` of an
+    equally weighted population) given each particle's ancestor group: the variance of the
+    mean is estimated from the groups' sums of centred values (Chan & Lai 2013; with Lee &
+    Whiteley's 2018 finite-population factor (N / (N − 1))^(resamplings + 1)), and
+    ESS = posterior variance / that variance, at most N."""
+    n = len(groups)
+    values = np.asarray(values, dtype=np.float64)
+    variance = float(values.var())
+    if len(values) < 2 or variance == 0.0 or not np.isfinite(variance):
+        return float(n)
+    share = len(values) / n
+    centred = np.zeros(n)
+    centred[index] = (values - values.mean()) / share   # a mean over the traces that have it
+    sums = np.bincount(groups, weights=centred)
+    factor = (n / (n - 1.0)) ** (resamplings + 1)
+    var_mean = factor * float(np.sum(sums * sums)) / n ** 2
+    return float(n) if var_mean <= 0 else float(min(variance / var_mean, n))

@@ -1,0 +1,154 @@
+"""Calibration: events from the prior, inferred, scored against their truth.
+
+The Gaussian model's posterior is exact up to the engine's sampling error, so a correct engine's
+coverage lies inside the binomial 99% band at every level. Each level of a calibrated engine
+leaves the band with probability at most 1% per run; the seeds are fixed, so these tests are
+deterministic, and with these seeds every observed coverage lies at least 0.02 inside its band
+(importance at 200 events: 0.505, 0.835, 0.915, 0.965). An engine whose log weights are tripled has posteriors
+about 1/sqrt(3) as wide: its 90% interval holds the truth about 66% of the time, far below the
+band (0.84 at 200 events).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import etalumis_core as et
+from etalumis_core.calibration import LEVELS, coverage_band, summarize
+from etalumis_core.errors import ConfigError
+
+SHAPE = {"simulator", "engine", "num_events", "event_seed", "cpu_seconds_per_event",
+         "wall_seconds", "latents"}
+
+
+class SharpenedImportance(et.ImportanceSampling):
+    """Deliberately overconfident: the importance weights raised to the power 3."""
+
+    def _run(self, *args, **kwargs):
+        p = super()._run(*args, **kwargs)
+        return et.Posterior(p.log_weights * 3.0, p.chain, p.trace_type_id, p.trace_types,
+                            p.columns, p.named, p.results, p.metadata)
+
+
+def assert_in_band(summary):
+    mu = summary["latents"]["mu"]
+    assert mu["kind"] == "continuous" and mu["num_events"] == summary["num_events"]
+    for level in LEVELS:
+        low, high = coverage_band(summary["num_events"], level)
+        assert low <= mu["coverage"][f"{level:g}"] <= high, (level, mu["coverage"])
+    assert mu["within_band"] and summary["within_band"]
+
+
+def test_coverage_band_is_the_central_binomial_interval():
+    from scipy.stats import binom
+
+    low, high = coverage_band(200, 0.9)
+    assert (low, high) == (0.84, 0.95)
+    # at most 0.5% of a calibrated engine's runs fall below, and at most 0.5% above
+    assert binom.cdf(low * 200 - 1, 200, 0.9) <= 0.005 and binom.sf(high * 200, 200, 0.9) <= 0.005
+    assert coverage_band(100, 0.5) == (0.37, 0.63)
+
+
+def test_importance_on_gaussian_is_calibrated_and_written_as_returned(tmp_path):
+    summary = et.calibrate("gaussian", engine="importance", num_events=200, num_traces=1000,
+                           seed=0, output_dir=tmp_path, progress=False)
+    assert SHAPE <= set(summary)
+    assert_in_band(summary)
+    ranks = summary["latents"]["mu"]["ranks"]
+    assert len(ranks) == 200 and all(0.0 <= r <= 1.0 for r in ranks)
+    # ranks of a calibrated engine are uniform: each decile holds 20 +- binomial noise
+    counts = np.histogram(ranks, bins=10, range=(0, 1))[0]
+    assert counts.min() >= 8 and counts.max() <= 33, counts
+    assert summary["cpu_seconds_per_event"] > 0 and summary["wall_seconds"] > 0
+    written = json.loads((tmp_path / "calibration.json").read_text())
+    assert written == json.loads(json.dumps(summary))
+    for plot in ("calibration_coverage.png", "calibration_ranks.png"):
+        assert plot in summary["plots"] and (tmp_path / plot).stat().st_size > 0
+    assert len(os.listdir(tmp_path / "events")) == 200
+
+
+def test_an_overconfident_engine_fails_the_band():
+    summary = et.calibrate("gaussian", engine=SharpenedImportance(), num_events=200,
+                           num_traces=1000, seed=0, progress=False)
+    mu = summary["latents"]["mu"]
+    assert not mu["within_band"] and not summary["within_band"]
+    for level in LEVELS:
+        key = f"{level:g}"
+        assert mu["coverage"][key] < mu["coverage_band"][key][0], (key, mu["coverage"])
+
+
+def test_a_killed_run_resumes_and_other_arguments_are_refused(tmp_path):
+    args = dict(engine="importance", num_events=12, num_traces=200, seed=3, event_seed=5,
+                plots=False, progress=False)
+    full = et.calibrate("gaussian", output_dir=tmp_path, **args)
+    events = tmp_path / "events"
+    kept = {p.name: p.stat().st_mtime_ns for p in sorted(events.iterdir())[:7]}
+    for path in sorted(events.iterdir())[7:]:
+        path.unlink()   # as if killed after seven events
+    resumed = et.calibrate("gaussian", output_dir=tmp_path, **args)
+    assert resumed["latents"] == full["latents"]
+    assert {p.name: p.stat().st_mtime_ns for p in sorted(events.iterdir())[:7]} == kept
+    assert json.loads((events / "event-000011.json").read_text())["truth_seed"] == 16
+    with pytest.raises(ConfigError, match="num_traces.*repeat its arguments"):
+        et.calibrate("gaussian", output_dir=tmp_path, **{**args, "num_traces": 300})
+
+
+def test_discrete_latents_get_top1_and_a_reliability_table():
+    summary = et.calibrate("poisson_mixture", engine="importance", num_events=40,
+                           num_traces=500, progress=False)
+    latents = summary["latents"]
+    assert latents["n"]["kind"] == "discrete" and latents["clusters"]["kind"] == "discrete"
+    assert latents["total"]["kind"] == "continuous"
+    n = latents["n"]
+    assert 0.0 <= n["top1"] <= 1.0 and 0.0 < n["mean_p_true"] <= 1.0
+    assert sum(row["count"] for row in n["reliability"]) == n["num_events"] == 40
+    for row in n["reliability"]:
+        assert row["low"] <= row["mean_predicted"] <= row["high"]
+        assert 0.0 <= row["fraction_correct"] <= 1.0
+    # a calibrated engine is right about as often as it says (10 standard errors of slack)
+    assert abs(n["top1"] - n["mean_p_top"]) < 10 * np.sqrt(0.25 / 40)
+
+
+def test_summarize_scores_by_name():
+    events = [{"latents": {"x": {"kind": "continuous", "rank": r, "covered":
+                                 {f"{lv:g}": abs(r - 0.5) <= lv / 2 for lv in LEVELS}}}}
+              for r in (np.arange(200) + 0.5) / 200]
+    x = summarize(events)["x"]
+    assert x["coverage"] == {"0.5": 0.5, "0.8": 0.8, "0.9": 0.9, "0.95": 0.95}
+    assert x["within_band"]
+
+
+@pytest.mark.timeout(120)
+def test_rmh_on_gaussian_is_calibrated():
+    assert_in_band(et.calibrate("gaussian", engine="rmh", num_events=100, num_traces=1000,
+                                chains=2, burn_in=200, initial_traces=100, progress=False))
+
+
+@pytest.mark.timeout(120)
+def test_smc_on_gaussian_is_calibrated():
+    assert_in_band(et.calibrate("gaussian", engine="smc", num_events=100, num_traces=200,
+                                progress=False))
+
+
+@pytest.mark.timeout(120)
+def test_calibrate_from_the_command_line_on_a_process_pool(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "etalumis_core.app.cli", "calibrate", "simulator=gaussian",
+               "engine=importance", "num_events=20", "num_traces=200",
+               "executor.params.num_workers=2", f"output={out}", "progress=false",
+               f"hydra.run.dir={tmp_path / 'hydra'}"]
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=110)
+    assert done.returncode == 0, done.stderr
+    assert "mu: coverage 0.5 ->" in done.stdout
+    summary = json.loads((out / "calibration.json").read_text())
+    assert SHAPE <= set(summary) and summary["num_events"] == 20
+    serial = et.calibrate("gaussian", engine="importance", num_events=20, num_traces=200,
+                          progress=False)
+    assert summary["latents"] == json.loads(json.dumps(serial["latents"]))
