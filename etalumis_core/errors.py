@@ -43,4 +43,3 @@ class PluginError(EtalumisError, LookupError):
 
 class ConfigError(EtalumisError, ValueError):
     """A configuration value is invalid."""
-
