@@ -93,6 +93,11 @@ def bench_traces(n: int, transport: str) -> dict:
             out["etalumis_infer"] = n / (time.perf_counter() - start)
             out["etalumis_mean"] = float(post.marginal("mu").mean)
         if PYPROB_PYTHON.exists():
+            # A served simulator belongs to one engine session at a time: pyprob gets its own.
+            server.kill()
+            server.wait()
+            address = _address(transport)
+            server = _spawn("--serve", address)
             proc = subprocess.run([str(PYPROB_PYTHON), str(PYPROB_DRIVER), address, str(n),
                                    json.dumps(OBS)], capture_output=True, text=True, timeout=600)
             if proc.returncode == 0:

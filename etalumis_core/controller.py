@@ -4,7 +4,8 @@ Engines differ only in :meth:`Controller.propose`, which decides the value of ea
 ``sample``: the prior (importance sampling, dataset generation), the previous trace (MH), or a
 neural proposal (inference compilation). In-process Python simulators reach the controller
 through :mod:`etalumis_core.runtime`; remote simulators through the PPX engine side. Both pass the
-*base* address; the controller appends the distribution name and the instance counter.
+*base* address; the controller appends the distribution's ``address_suffix`` and the instance
+counter, exactly as the reference PPX engine (pyprob 1.5.0) does.
 """
 
 from __future__ import annotations
@@ -109,14 +110,17 @@ class Controller:
         self._choices_left = left
         if left < 0:
             self._too_many_choices()
+        # As the reference PPX engine (pyprob) does: the instance counts per base and kind.
         counts = self._counts
-        n = counts.get(base, 0) + 1
-        counts[base] = n
-        return f"{base}__{kind}__{n}"
+        key = f"{base}__{kind}"
+        n = counts.get(key, 0) + 1
+        counts[key] = n
+        return f"{key}__{n}"
 
     def _too_many_choices(self) -> None:
         limit = len(self._variables)
-        base, count = max(self._counts.items(), key=lambda item: item[1])
+        key, count = max(self._counts.items(), key=lambda item: item[1])
+        base = key.rpartition("__")[0]  # counts are kept per base and distribution
         raise TraceTooLongError(
             f"a trace exceeded {limit:,} random choices, {count:,} of them at {base!r} "
             f"(a loop that never ends, e.g. a rejection loop that never accepts?). If the "
@@ -139,7 +143,7 @@ class Controller:
 
     # -- messages ----------------------------------------------------------------------------
     def sample(self, base: str, distribution: Any, name: str | None, control: bool) -> Any:
-        address = self._address(base, distribution.name)
+        address = self._address(base, distribution.address_suffix)
         if control:
             value, log_q, reused = self.propose(address, distribution, name)
             self._controlled.append(address)
@@ -158,7 +162,7 @@ class Controller:
         return value
 
     def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> Any:
-        address = self._address(base, distribution.name)
+        address = self._address(base, distribution.address_suffix)
         if name is not None:
             self.observed_names.add(name)
             if name in self._given:

@@ -5,8 +5,9 @@ sampled and scored exactly once, so they are built for the scalar case: scalar p
 Python floats, ``log_prob`` uses :mod:`math`, ``sample`` makes one scalar call on the
 ``numpy.random.Generator``. Only batched (array) parameters take the numpy path.
 
-Parameter names are the PPX wire field names (see ``PPX_TYPES``), so the codec can go from a
-distribution to its table and back with :meth:`Distribution.params` and
+:data:`TYPES` is the one table of the distribution types: names, parameter names, PPX ids and
+the ids stored in datasets. Parameter names are the PPX wire field names, so the codec can go
+from a distribution to its table and back with :meth:`Distribution.params` and
 :meth:`Distribution.from_params`.
 
 This module imports nothing from the rest of the package and never imports torch: tensors are
@@ -19,15 +20,45 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, NamedTuple, Sequence
 
 import numpy as np
 
 __all__ = [
     "Support", "Distribution", "Normal", "Uniform", "Categorical", "Poisson", "Bernoulli", "Beta",
     "Exponential", "Gamma", "LogNormal", "Binomial", "Weibull", "TruncatedNormal", "Mixture",
-    "PPX_TYPES", "BY_NAME",
+    "PPX_TYPES", "BY_NAME", "DistributionType", "TYPES",
 ]
+
+
+class DistributionType(NamedTuple):
+    """One row of :data:`TYPES`."""
+
+    name: str
+    params: tuple[str, ...]  # parameter names: PPX field names, in PPX declaration order
+    ppx: int                 # id in PPX's ``Distribution`` union; 0: no PPX encoding
+    stored: int              # id written into datasets (never renumber)
+
+
+# The one table of distribution types. The classes below take their ``param_names`` and
+# ``ppx_type`` from it; the PPX codec (ppx/wire.py) and the dataset format (data/records.py)
+# derive their tables from it.
+TYPES: tuple[DistributionType, ...] = (
+    DistributionType("Normal", ("mean", "stddev"), ppx=1, stored=0),
+    DistributionType("Uniform", ("low", "high"), ppx=2, stored=1),
+    DistributionType("Categorical", ("probs",), ppx=3, stored=2),
+    DistributionType("Poisson", ("rate",), ppx=4, stored=3),
+    DistributionType("Bernoulli", ("probs",), ppx=5, stored=4),
+    DistributionType("Beta", ("concentration1", "concentration0"), ppx=6, stored=5),
+    DistributionType("Exponential", ("rate",), ppx=7, stored=6),
+    DistributionType("Gamma", ("concentration", "rate"), ppx=8, stored=7),
+    DistributionType("LogNormal", ("loc", "scale"), ppx=9, stored=8),
+    DistributionType("Binomial", ("total_count", "probs"), ppx=10, stored=9),
+    DistributionType("Weibull", ("scale", "concentration"), ppx=11, stored=10),
+    DistributionType("TruncatedNormal", ("mean", "stddev", "low", "high"), ppx=0, stored=11),
+    DistributionType("Mixture", ("distributions", "probs"), ppx=0, stored=12),
+)
+_TYPE_OF = {t.name: t for t in TYPES}
 
 _INF = math.inf
 _NINF = -math.inf
@@ -283,6 +314,17 @@ class Distribution:
     ppx_type: ClassVar[int] = 0
     discrete: ClassVar[bool] = False
     param_names: ClassVar[tuple[str, ...]] = ()
+    # What engines append to a base address (``{base}__{address_suffix}__{instance}``): the
+    # name, as the reference PPX engine (pyprob) writes it; Categorical adds its size.
+    address_suffix: ClassVar[str] = "Distribution"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        row = _TYPE_OF.get(cls.name)
+        if row is not None:  # a core type: its ids and parameter names come from TYPES
+            cls.param_names, cls.ppx_type = row.params, row.ppx
+        if "address_suffix" not in cls.__dict__:
+            cls.address_suffix = cls.name
 
     # -- scoring ---------------------------------------------------------------------------
     def log_prob(self, value: Any) -> Any:
@@ -358,9 +400,7 @@ class Normal(Distribution):
 
     __slots__ = ("_mean", "_stddev", "_scalar", "_shape")
     name = "Normal"
-    ppx_type = 1
     discrete = False
-    param_names = ("mean", "stddev")
 
     def __init__(self, mean: Any, stddev: Any) -> None:
         m = mean if type(mean) is float else _convert(mean, "Normal", "mean")
@@ -427,9 +467,7 @@ class Uniform(Distribution):
 
     __slots__ = ("_low", "_high", "_scalar", "_shape")
     name = "Uniform"
-    ppx_type = 2
     discrete = False
-    param_names = ("low", "high")
 
     def __init__(self, low: Any, high: Any) -> None:
         lo = low if type(low) is float else _convert(low, "Uniform", "low")
@@ -500,9 +538,7 @@ class Beta(Distribution):
 
     __slots__ = ("_a", "_b", "_scalar", "_shape")
     name = "Beta"
-    ppx_type = 6
     discrete = False
-    param_names = ("concentration1", "concentration0")
 
     def __init__(self, concentration1: Any, concentration0: Any) -> None:
         a = _convert(concentration1, "Beta", "concentration1")
@@ -566,9 +602,7 @@ class Exponential(Distribution):
 
     __slots__ = ("_rate", "_scalar", "_shape")
     name = "Exponential"
-    ppx_type = 7
     discrete = False
-    param_names = ("rate",)
 
     def __init__(self, rate: Any) -> None:
         r = rate if type(rate) is float else _convert(rate, "Exponential", "rate")
@@ -617,9 +651,7 @@ class Gamma(Distribution):
 
     __slots__ = ("_a", "_rate", "_scalar", "_shape")
     name = "Gamma"
-    ppx_type = 8
     discrete = False
-    param_names = ("concentration", "rate")
 
     def __init__(self, concentration: Any, rate: Any) -> None:
         a = _convert(concentration, "Gamma", "concentration")
@@ -678,9 +710,7 @@ class LogNormal(Distribution):
 
     __slots__ = ("_loc", "_scale", "_scalar", "_shape")
     name = "LogNormal"
-    ppx_type = 9
     discrete = False
-    param_names = ("loc", "scale")
 
     def __init__(self, loc: Any, scale: Any) -> None:
         m = loc if type(loc) is float else _convert(loc, "LogNormal", "loc")
@@ -745,9 +775,7 @@ class Weibull(Distribution):
 
     __slots__ = ("_scale", "_k", "_scalar", "_shape")
     name = "Weibull"
-    ppx_type = 11
     discrete = False
-    param_names = ("scale", "concentration")
 
     def __init__(self, scale: Any, concentration: Any) -> None:
         lam = _convert(scale, "Weibull", "scale")
@@ -917,9 +945,7 @@ class TruncatedNormal(Distribution):
 
     __slots__ = ("_mean", "_stddev", "_low", "_high", "_scalar", "_shape", "_logz")
     name = "TruncatedNormal"
-    ppx_type = 0
     discrete = False
-    param_names = ("mean", "stddev", "low", "high")
 
     def __init__(self, mean: Any, stddev: Any, low: Any, high: Any) -> None:
         n = "TruncatedNormal"
@@ -1068,9 +1094,7 @@ class Categorical(Distribution):
 
     __slots__ = ("_plist", "_probs", "_cdf", "_scalar", "_shape")
     name = "Categorical"
-    ppx_type = 3
     discrete = True
-    param_names = ("probs",)
 
     def __init__(self, probs: Any) -> None:
         self._cdf = None
@@ -1128,6 +1152,11 @@ class Categorical(Distribution):
     @property
     def num_categories(self) -> int:
         return len(self._plist) if self._scalar else self.probs.shape[-1]
+
+    @property
+    def address_suffix(self) -> str:  # type: ignore[override]
+        # As pyprob writes it: categoricals of different sizes at one call site stay apart.
+        return f"Categorical(len_probs:{self.num_categories})"
 
     def _lp(self, x: float) -> float:
         p = self._plist
@@ -1199,9 +1228,7 @@ class Poisson(Distribution):
 
     __slots__ = ("_rate", "_scalar", "_shape")
     name = "Poisson"
-    ppx_type = 4
     discrete = True
-    param_names = ("rate",)
 
     def __init__(self, rate: Any) -> None:
         r = rate if type(rate) is float else _convert(rate, "Poisson", "rate")
@@ -1256,9 +1283,7 @@ class Bernoulli(Distribution):
 
     __slots__ = ("_p", "_scalar", "_shape")
     name = "Bernoulli"
-    ppx_type = 5
     discrete = True
-    param_names = ("probs",)
 
     def __init__(self, probs: Any) -> None:
         p = probs if type(probs) is float else _convert(probs, "Bernoulli", "probs")
@@ -1312,9 +1337,7 @@ class Binomial(Distribution):
 
     __slots__ = ("_n", "_p", "_scalar", "_shape")
     name = "Binomial"
-    ppx_type = 10
     discrete = True
-    param_names = ("total_count", "probs")
 
     def __init__(self, total_count: Any, probs: Any) -> None:
         n = _convert(total_count, "Binomial", "total_count")
@@ -1395,8 +1418,6 @@ class Mixture(Distribution):
 
     __slots__ = ("_components", "_plist", "_logw", "_cdf", "_support")
     name = "Mixture"
-    ppx_type = 0
-    param_names = ("distributions", "probs")
     _scalar = True
     _shape = ()
 
@@ -1454,6 +1475,10 @@ class Mixture(Distribution):
     @property
     def distributions(self) -> tuple[Distribution, ...]:
         return self._components
+
+    @property
+    def address_suffix(self) -> str:  # type: ignore[override]
+        return f"Mixture({', '.join(c.address_suffix for c in self._components)})"
 
     @property
     def probs(self) -> np.ndarray:
@@ -1514,14 +1539,6 @@ class Mixture(Distribution):
         return f"Mixture([{comps}], probs=[{probs}])"
 
 
-PPX_TYPES: dict[int, type] = {
-    cls.ppx_type: cls
-    for cls in (Normal, Uniform, Categorical, Poisson, Bernoulli, Beta, Exponential, Gamma,
-                LogNormal, Binomial, Weibull)
-}
+BY_NAME: dict[str, type] = {t.name: globals()[t.name] for t in TYPES}
 
-BY_NAME: dict[str, type] = {
-    cls.name: cls
-    for cls in (Normal, Uniform, Categorical, Poisson, Bernoulli, Beta, Exponential, Gamma,
-                LogNormal, Binomial, Weibull, TruncatedNormal, Mixture)
-}
+PPX_TYPES: dict[int, type] = {t.ppx: BY_NAME[t.name] for t in TYPES if t.ppx}

@@ -15,8 +15,9 @@ across runs, processes and Python versions, and moving a whole function within i
 addresses unchanged. Comprehension frames (which Python 3.12 inlines and earlier versions do not)
 are skipped for the same reason. Two calls on one line share a base and are told apart by the
 instance counter; pass ``address=`` to name a site explicitly. The handler appends
-``__{distribution}__{instance}`` where the instance counts how often the base occurred in the
-trace (the PPX convention), so loops and recursion give distinct addresses.
+``__{distribution}__{instance}`` (the distribution's ``address_suffix``: its name, and a
+Categorical's size, ``Categorical(len_probs:3)``) where the instance counts how often that base and
+suffix occurred in the trace (as pyprob does), so loops and recursion give distinct addresses.
 """
 
 from __future__ import annotations

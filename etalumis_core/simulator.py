@@ -96,15 +96,35 @@ def run_trace(simulator: Simulator, controller: Controller, retries: int = 0) ->
         controller.start_trace()
         return controller.end_trace(simulator.run(controller))
     state = controller.rng.bit_generator.state
+    started = controller.traces_started
+    first: SimulatorError | None = None
     for attempt in range(retries + 1):
         controller.start_trace()
         try:
             return controller.end_trace(simulator.run(controller))
-        except SimulatorError:
+        except SimulatorError as error:
+            first = first or error
             if attempt == retries:
-                raise
+                raise _first_cause(first, error, attempt + 1, controller) from error
+            # The retry is the same trace: same random state, same trace number.
             controller.rng.bit_generator.state = state
+            controller.traces_started = started
     raise AssertionError("unreachable")
+
+
+def _first_cause(first: SimulatorError, last: SimulatorError, attempts: int,
+                 controller: Controller) -> SimulatorError:
+    """The error of a trace that failed ``attempts`` times: the failure that started it all
+    (later ones are often only its echo: a reconnect that failed too), the last failure, and
+    where the trace's randomness came from, so that it can be reproduced."""
+    text = str(first)
+    if attempts > 1:
+        text = f"{text} (first of {attempts} failed attempts; the last: {last})"
+    text = f"{text} [{controller.describe_trace()}]"
+    try:
+        return type(first)(text)
+    except TypeError:  # an error class with another constructor
+        return SimulatorError(text)
 
 
 def run_traces(simulator: Simulator, controller: Controller, count: int, retries: int = 0,

@@ -484,3 +484,38 @@ def test_module_imports_neither_torch_nor_scipy():
         "assert 'scipy' not in sys.modules, 'scipy imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_one_table_of_distribution_types():
+    """distributions.TYPES is the only table: the PPX codec and the dataset ids derive from it,
+    and the wire and on-disk formats are what they always were."""
+    from etalumis_core.data import records
+    from etalumis_core.ppx import wire
+
+    assert records.DIST_NAMES == ("Normal", "Uniform", "Categorical", "Poisson", "Bernoulli",
+                                  "Beta", "Exponential", "Gamma", "LogNormal", "Binomial",
+                                  "Weibull", "TruncatedNormal", "Mixture")
+    assert wire.DISTRIBUTION_TYPES == {
+        1: ("Normal", ("mean", "stddev")), 2: ("Uniform", ("low", "high")),
+        3: ("Categorical", ("probs",)), 4: ("Poisson", ("rate",)), 5: ("Bernoulli", ("probs",)),
+        6: ("Beta", ("concentration1", "concentration0")), 7: ("Exponential", ("rate",)),
+        8: ("Gamma", ("concentration", "rate")), 9: ("LogNormal", ("loc", "scale")),
+        10: ("Binomial", ("total_count", "probs")), 11: ("Weibull", ("scale", "concentration"))}
+    assert sorted(t.stored for t in D.TYPES) == list(range(len(D.TYPES)))
+    for t in D.TYPES:
+        cls = D.BY_NAME[t.name]
+        assert (cls.name, cls.param_names, cls.ppx_type) == (t.name, t.params, t.ppx)
+        assert records.DIST_IDS[t.name] == t.stored
+        assert wire.DISTRIBUTION_TYPES.get(t.ppx) == ((t.name, t.params) if t.ppx else None)
+        assert wire.distribution_types().get(t.ppx) is (cls if t.ppx else None)
+
+
+def test_address_suffixes_are_pyprobs():
+    """What engines append to a base address, as pyprob 1.5.0 writes it."""
+    assert D.Categorical([0.5, 0.5]).address_suffix == "Categorical(len_probs:2)"
+    assert D.Categorical(np.full((4, 3), 1 / 3)).address_suffix == "Categorical(len_probs:3)"
+    assert D.Mixture([D.Normal(0.0, 1.0), D.Normal(2.0, 1.0)]).address_suffix == \
+        "Mixture(Normal, Normal)"
+    for name in ("Normal", "Uniform", "Poisson", "Bernoulli", "Beta", "Exponential", "Gamma",
+                 "LogNormal", "Binomial", "Weibull", "TruncatedNormal"):
+        assert D.BY_NAME[name].address_suffix == name

@@ -237,7 +237,8 @@ def serve_from_config(cfg: Any, output_dir: str, plugins: Plugins | None = None)
     sim = spec.build()
     log.info("serving simulator %r over PPX at %s", spec.name, cfg.address)
     try:
-        serve(sim, cfg.address, max_traces=cfg.get("max_traces"))
+        serve(sim, cfg.address, max_traces=cfg.get("max_traces"),
+              session_timeout=float(cfg.get("session_timeout", 30.0)))
     finally:
         sim.close()
 

@@ -15,12 +15,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..distributions import TYPES
 from ..trace import OBSERVE, SAMPLE, Trace
 
-# Stable ids of the distribution types the core has (stored in datasets; never reorder).
-DIST_NAMES = ("Normal", "Uniform", "Categorical", "Poisson", "Bernoulli", "Beta", "Exponential",
-              "Gamma", "LogNormal", "Binomial", "Weibull", "TruncatedNormal", "Mixture")
-DIST_IDS = {name: i for i, name in enumerate(DIST_NAMES)}
+# Stable ids of the distribution types the core has (stored in datasets), from the core's one
+# table of distribution types: DIST_NAMES[id] is the type stored as ``id``.
+DIST_NAMES = tuple(t.name for t in sorted(TYPES, key=lambda t: t.stored))
+DIST_IDS = {t.name: t.stored for t in TYPES}
 
 # Proposal families by support kind: the head that can propose on that support.
 FAMILIES = ("real", "interval", "positive", "count", "finite")

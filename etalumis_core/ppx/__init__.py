@@ -4,7 +4,8 @@
   ``ppx.fbs``; flatc-generated reference bindings in ``etalumis_core.ppx.ppx``).
 * :class:`PPXSimulator` -- the engine side: a simulator process behind a ZeroMQ REQ socket, as an
   etalumis :class:`~etalumis_core.simulator.Simulator` that never hangs and restarts on failure.
-* :func:`serve` -- the simulator side: any etalumis simulator behind a ZeroMQ REP socket.
+* :func:`serve` -- the simulator side: any etalumis simulator behind a ZeroMQ socket, serving
+  one engine session at a time.
 * :class:`AddressDictionary` -- compact, stable addresses for the long call-stack addresses of
   native simulators (:mod:`~etalumis_core.ppx.addresses`).
 """

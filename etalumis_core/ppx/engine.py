@@ -44,16 +44,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import zmq
 
-from ..errors import ProtocolError, SimulatorError, SimulatorProtocolError
+from ..errors import ProtocolError, SimulatorError, SimulatorProtocolError, TraceTooLongError
+from ..controller import DEFAULT_MAX_CHOICES
 from ..simulator import Simulator
 from . import wire
+from .server import SESSION_PREFIX
 from .wire import (HandshakeResult, Observe, Reset, RunResult, Sample, Tag, decode,
                    encode_sample_result)
 
 log = logging.getLogger(__name__)
 
-SYSTEM_NAME = "etalumis"
-_HANDSHAKE = wire.encode(wire.Handshake(SYSTEM_NAME))
 
 
 def free_tcp_address(host: str = "127.0.0.1") -> str:
@@ -152,6 +152,17 @@ class PPXSimulator(Simulator):
         observation names and shapes it declares.
     stdout, stderr:
         Passed to :class:`subprocess.Popen` for a launched simulator (default: inherited).
+    max_choices:
+        The most ``Sample``/``Observe``/``Tag`` messages one trace may send (a million by
+        default); the controller fails a trace that sends more with
+        :class:`~etalumis_core.errors.TraceTooLongError` naming the address that repeats most,
+        and the simulator is reset, instead of the trace growing without bound. Not retried:
+        the same seed would loop again.
+    session:
+        The engine session this simulator belongs to, sent with every handshake, so that an
+        etalumis server (which serves one engine session at a time) recognises the engine when
+        it reconnects. Default: one session per process, so that every PPXSimulator of one run
+        shares it; give two engines in one process (two threads) sessions of their own.
     """
 
     restartable = True
@@ -161,7 +172,8 @@ class PPXSimulator(Simulator):
                  timeout: float = 60.0, startup_timeout: float | None = None,
                  poll_interval: float = 0.1, grace: float = 2.0, transport: str = "ipc",
                  name: str | None = None, observations: Mapping[str, tuple] | None = None,
-                 stdout: Any = None, stderr: Any = None) -> None:
+                 stdout: Any = None, stderr: Any = None,
+                 max_choices: int = DEFAULT_MAX_CHOICES, session: str | None = None) -> None:
         if address is None and command is None:
             raise ValueError("PPXSimulator needs the address of a running simulator, or a "
                              "command to launch one")
@@ -179,6 +191,10 @@ class PPXSimulator(Simulator):
         self.poll_interval = float(poll_interval)
         self.grace = float(grace)
         self.transport = transport
+        if int(max_choices) < 1:
+            raise ValueError(f"max_choices must be a positive integer, got {max_choices!r}")
+        self.max_choices = int(max_choices)
+        self.session = session
         self._stdout, self._stderr = stdout, stderr
         self._name = name
         if observations is not None:
@@ -255,8 +271,13 @@ class PPXSimulator(Simulator):
 
     def _handshake(self, timeout: float) -> None:
         try:
-            reply = self._exchange(_HANDSHAKE, timeout, "the handshake")
+            token = self.session if self.session is not None else _process_session()
+            request = wire.encode(wire.Handshake(SESSION_PREFIX + token))
+            reply = self._exchange(request, timeout, "the handshake")
             msg = decode(reply)
+            if type(msg) is Reset:
+                raise ProtocolError(f"the simulator refused the handshake with Reset"
+                                    f"{': ' + msg.reason if msg.reason else ''}")
             if type(msg) is not HandshakeResult:
                 raise ProtocolError(f"expected HandshakeResult in reply to Handshake, got "
                                     f"{type(msg).__name__}")
@@ -379,14 +400,16 @@ class PPXSimulator(Simulator):
                     controller.tag(msg.address, msg.value, msg.name)
                     request = wire.TAG_RESULT
                 elif t is Reset:
-                    raise ProtocolError(f"the simulator sent Reset (it received something it "
-                                        f"did not expect) after {during}")
+                    why = msg.reason or "it received something it did not expect"
+                    raise ProtocolError(f"the simulator sent Reset ({why}) after {during}; "
+                                        f"this trace's result is refused")
                 else:
                     raise ProtocolError(f"unexpected {t.__name__} message after {during}")
         except ProtocolError as e:
             self._hard_reset()
             raise SimulatorProtocolError(f"{self._describe()}: {e}") from e
-        except SimulatorError:
+        except (SimulatorError, TraceTooLongError):
+            # A trace past its limit may never end: start afresh rather than finish it.
             self._hard_reset()
             raise
         except Exception:
@@ -426,6 +449,17 @@ class PPXSimulator(Simulator):
         self._closed = True
         self._res.release(self.grace)
         self._finalizer.detach()
+
+
+_SESSIONS: dict[int, str] = {}
+
+
+def _process_session() -> str:
+    """This process's session token (a forked worker gets its own)."""
+    pid = os.getpid()
+    if pid not in _SESSIONS:
+        _SESSIONS[pid] = f"{socket.gethostname()}/{pid}/{os.urandom(6).hex()}"
+    return _SESSIONS[pid]
 
 
 def _answer_pending(pending: Any, rng: np.random.Generator) -> bytes:

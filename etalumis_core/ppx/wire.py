@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..distributions import PPX_TYPES, TYPES
 from ..errors import ProtocolError
 
 __all__ = [
@@ -156,40 +157,29 @@ class TagResult(Message):
 
 
 class Reset(Message):
-    __slots__ = ()
+    """``reason`` is an etalumis extension: a string in the table's first slot, which PPX 1.0.0
+    readers (whose ``Reset`` has no fields) ignore. Empty when there is no reason."""
+
+    __slots__ = ("reason",)
     type_id = 11
+
+    def __init__(self, reason: str = "") -> None:
+        self.reason = reason
 
 
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.type_id: cls for cls in (Handshake, HandshakeResult, Run, RunResult, Sample, SampleResult,
                                  Observe, ObserveResult, Tag, TagResult, Reset)}
 
-# Union Distribution: id -> (core class name, tensor fields in declaration order).
+# Union Distribution: id -> (core class name, tensor fields in declaration order), from the core's
+# one table of distribution types.
 DISTRIBUTION_TYPES: dict[int, tuple[str, tuple[str, ...]]] = {
-    1: ("Normal", ("mean", "stddev")),
-    2: ("Uniform", ("low", "high")),
-    3: ("Categorical", ("probs",)),
-    4: ("Poisson", ("rate",)),
-    5: ("Bernoulli", ("probs",)),
-    6: ("Beta", ("concentration1", "concentration0")),
-    7: ("Exponential", ("rate",)),
-    8: ("Gamma", ("concentration", "rate")),
-    9: ("LogNormal", ("loc", "scale")),
-    10: ("Binomial", ("total_count", "probs")),
-    11: ("Weibull", ("scale", "concentration")),
-}
-
-_dist_classes: dict[int, Any] | None = None
+    t.ppx: (t.name, t.params) for t in sorted(TYPES, key=lambda t: t.ppx) if t.ppx}
 
 
 def distribution_types() -> dict[int, Any]:
-    """PPX distribution id -> core distribution class (imported on first use)."""
-    global _dist_classes
-    if _dist_classes is None:
-        from .. import distributions
-        _dist_classes = {i: getattr(distributions, name)
-                         for i, (name, _) in DISTRIBUTION_TYPES.items()}
-    return _dist_classes
+    """PPX distribution id -> core distribution class."""
+    return PPX_TYPES
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -340,6 +330,8 @@ def _body_block(msg: Message) -> tuple[bytes, int]:
     if t is HandshakeResult:
         children = ((_string_block(msg.system_name), 0), (_string_block(msg.model_name), 0))
         return _TWO_REFS.block(children), _TWO_REFS.entry
+    if t is Reset and msg.reason:
+        return _ONE_REF.block(((_string_block(msg.reason), 0),)), _ONE_REF.entry
     if t in (Run, ObserveResult, TagResult, Reset):
         return _EMPTY.block(()), _EMPTY.entry
     raise TypeError(f"not a PPX message: {msg!r}")
@@ -536,7 +528,7 @@ def _distribution(buf: bytes, n: int, tfield: int, field: int, end: int) -> Any:
         if not finite:
             raise _Malformed(f"{name} distribution has a non-finite parameter {f}={value!r}")
         params[f] = value
-    cls = (_dist_classes or distribution_types())[type_id]
+    cls = PPX_TYPES[type_id]
     try:
         return cls.from_params(**params)
     except Exception as e:  # the distribution's own validation: report it as the peer's fault
@@ -568,6 +560,9 @@ def _decode_body(buf: bytes, n: int, type_id: int, pos: int) -> Message:
         end, (fs, fm) = _table(buf, n, pos, 2)
         return HandshakeResult(_string(buf, n, fs, end, "system_name"),
                                _string(buf, n, fm, end, "model_name"))
+    if type_id == 11 and pos:
+        end, (fr,) = _table(buf, n, pos, 1)
+        return Reset(_string(buf, n, fr, end, "reason"))
     if pos:  # tables without fields: still check that the table itself is sound
         _table(buf, n, pos, 0)
     return MESSAGE_TYPES[type_id]()

@@ -2,6 +2,7 @@
 simulator and print a JSON summary. Used by test_pyprob.py and benchmarks/bench_ppx.py.
 
     python pyprob_driver.py ADDRESS NUM_TRACES '{"obs0": 8, "obs1": 9}' [VARIABLE_NAME]
+    python pyprob_driver.py ADDRESS --addresses     (the addresses of one prior trace)
 """
 
 import json
@@ -9,7 +10,22 @@ import sys
 import time
 
 
+def addresses(address: str) -> None:
+    import contextlib
+    import io
+
+    import pyprob
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = pyprob.RemoteModel(address)
+        trace = model.prior(num_traces=1).sample()
+        model.close()
+    print(json.dumps([v.address for v in trace.variables]))
+
+
 def main() -> None:
+    if sys.argv[2] == "--addresses":
+        return addresses(sys.argv[1])
     address, num_traces, observe = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
     name = sys.argv[4] if len(sys.argv) > 4 else "mu"
     import contextlib

@@ -8,6 +8,8 @@ happened, so that a restarted simulator behaves):
   ``reset`` (send Reset), ``exit`` (exit with code 3) -- mid-trace, before the second observe;
 * ``PPX_FAULT_TRACE``: the (1-based) trace of this process at which to fail (default 2);
 * ``PPX_FAULT_MARKER``: the marker file.
+``PPX_AFTER_FAULT=exit``: a process started after the fault exits at once with code 4.
+``PPX_SESSION_TIMEOUT`` sets the server's ``session_timeout`` (seconds).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def _maybe_fail() -> None:
         return
     with open(marker, "w") as f:
         f.write(fault)
-    sock = runtime._state.handlers[-1]._sock  # the served trace's REP socket
+    handler = runtime._state.handlers[-1]  # the served trace's handler
     if fault == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     elif fault == "exit":
@@ -46,10 +48,10 @@ def _maybe_fail() -> None:
     elif fault == "stall":
         time.sleep(float(os.environ.get("PPX_FAULT_SECONDS", "3")))
     elif fault == "garbage":
-        sock.send(b"\x07this is not a flatbuffer at all")
+        handler._send(b"\x07this is not a flatbuffer at all")
         time.sleep(3600)
     elif fault == "reset":
-        sock.send(wire.RESET)
+        handler._send(wire.RESET)
         time.sleep(3600)
 
 
@@ -111,8 +113,30 @@ def with_factor() -> float:
     return x
 
 
-MODELS = {"gaussian": gaussian, "all_distributions": all_distributions,
-          "with_factor": with_factor}
+def endless() -> float:
+    """A rejection loop that never accepts (its proposal cannot reach the target)."""
+    et.observe(et.Normal(0.0, 1.0), value=0.5, name="y")
+    while True:
+        x = et.sample(et.Uniform(0.0, 1.0), name="x")
+        if x > 2.0:
+            return x
+        et.tag(x, name="rejected")
+
+
+def suffixes() -> float:
+    """Every PPX distribution type, and categoricals of two sizes, all at one base address: the
+    address suffixes and instance counters alone tell them apart."""
+    for k in (3, 4, 3, 4, 3):
+        et.sample(et.Categorical(np.full(k, 1.0 / k)), address="site")
+    for _, make in ALL_DISTRIBUTIONS:
+        et.sample(make(), address="site")
+    et.observe(et.Normal(0.0, 1.0), value=0.5, name="y", address="site")
+    et.observe(et.Categorical(np.full(5, 0.2)), value=1, name="z", address="site")
+    return 0.0
+
+
+MODELS = {"gaussian": gaussian, "suffixes": suffixes, "all_distributions": all_distributions,
+          "with_factor": with_factor, "endless": endless}
 
 
 def simulator(model: str) -> et.PythonSimulator:
@@ -121,6 +145,9 @@ def simulator(model: str) -> et.PythonSimulator:
 
 
 if __name__ == "__main__":
+    if os.environ.get("PPX_AFTER_FAULT") == "exit" and os.path.exists(os.environ["PPX_FAULT_MARKER"]):
+        sys.exit(4)  # a restart after the fault fails too (its error must not hide the fault)
     model, address = sys.argv[1], sys.argv[2]
     max_traces = int(sys.argv[3]) if len(sys.argv) > 3 else None
-    serve(simulator(model), address, max_traces=max_traces)
+    serve(simulator(model), address, max_traces=max_traces,
+          session_timeout=float(os.environ.get("PPX_SESSION_TIMEOUT", "30")))

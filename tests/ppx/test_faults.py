@@ -159,3 +159,41 @@ def test_a_launched_server_exits_when_its_engine_is_killed(tmp_path) -> None:
     if not wait_gone(server_pid, timeout=10):
         os.kill(server_pid, signal.SIGKILL)
         pytest.fail("the served simulator outlived the engine that launched it")
+
+
+def test_after_retries_the_error_names_the_first_cause_and_the_trace_seed(tmp_path: Path) -> None:
+    from etalumis_core.seeding import chunk_rng
+
+    env = served_env()
+    env.update(PPX_FAULT="sleep", PPX_FAULT_TRACE="1", PPX_AFTER_FAULT="exit",
+               PPX_FAULT_MARKER=str(tmp_path / "fault-happened"))
+    with PPXSimulator(command=served_command("gaussian"), env=env, timeout=TIMEOUT,
+                      startup_timeout=30) as sim:
+        with pytest.raises(SimulatorError) as caught:
+            run_trace(sim, et.Controller(chunk_rng(7, 2), OBS), retries=2)
+    text = str(caught.value)
+    # The stall started it; the restarts that failed afterwards come second.
+    assert "stalled: no message for" in text.split("(first of")[0]
+    assert text.index("stalled: no message for") < text.index("exited with code 4")
+    assert "first of 3 failed attempts" in text
+    assert text.endswith("[trace 1 drawn from chunk_rng(7, 2) (the run's seed 7)]")
+
+
+def test_a_trace_that_never_ends_fails_at_the_message_limit_naming_the_address() -> None:
+    from etalumis_core.errors import TraceTooLongError
+
+    assert PPXSimulator("ipc:///nowhere").max_choices == 1_000_000
+    with PPXSimulator(command=served_command("endless"), env=served_env(), timeout=10,
+                      max_choices=2000) as sim:
+        start = time.monotonic()
+        with pytest.raises(TraceTooLongError, match=r"exceeded 2,000 random choices, 1,000 of "
+                                                    r"them at 'endless\+\d+'"):
+            run_trace(sim, et.Controller(np.random.default_rng(0)), retries=3)
+        assert time.monotonic() - start < 10
+        assert sim.launches == 1  # not retried: the same seed would loop again
+        # The simulator is reset, not left in its endless trace: the next trace starts afresh.
+        with pytest.raises(TraceTooLongError):
+            run_trace(sim, et.Controller(np.random.default_rng(1)), retries=0)
+        assert sim.launches == 2
+    with pytest.raises(ValueError, match="max_choices"):
+        PPXSimulator("ipc:///nowhere", max_choices=0)

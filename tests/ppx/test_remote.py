@@ -100,3 +100,18 @@ def test_importance_sampling_posterior_over_ppx() -> None:
     assert ess > 20
     assert abs(mu.mean - 7.25) < 4 * 0.912871 / math.sqrt(ess)
     assert abs(mu.stddev - 0.912871) < 4 * 0.912871 / math.sqrt(2 * ess)
+
+
+def test_address_suffixes_and_instances_as_pyprob_writes_them() -> None:
+    """Categoricals of different sizes at one call site get their own addresses; instances
+    count per base and suffix (test_pyprob.py checks the same list against pyprob itself)."""
+    with PPXSimulator(command=served_command("suffixes"), env=served_env(), timeout=10) as remote:
+        trace = run_trace(remote, et.Controller(np.random.default_rng(0)))
+    addresses = [v.address for v in trace.variables]
+    assert addresses[:5] == ["site__Categorical(len_probs:3)__1", "site__Categorical(len_probs:4)__1",
+                             "site__Categorical(len_probs:3)__2", "site__Categorical(len_probs:4)__2",
+                             "site__Categorical(len_probs:3)__3"]
+    assert addresses[5:9] == ["site__Normal__1", "site__Normal__2", "site__Uniform__1",
+                              "site__Uniform__2"]
+    assert addresses[-2:] == ["site__Normal__3", "site__Categorical(len_probs:5)__1"]
+    assert len(set(addresses)) == len(addresses)

@@ -56,7 +56,7 @@ def test_traces_carry_compact_addresses_names_and_the_calorimeter(sherpa_binary,
     assert all(v.name is None for v in samples[4:])
     # Compact addresses: a<id>:<innermost Sherpa frame>; the long form is in the dictionary.
     assert samples[0].address == "a0:Tau_Gun::GenerateMomentum__Uniform__1"
-    assert samples[3].address == "a3:Hadron_Decay_Table::Select__Categorical__1"
+    assert samples[3].address == "a3:Hadron_Decay_Table::Select__Categorical(len_probs:38)__1"
     assert max(len(v.address) for v in trace.variables) < 60
     longs = {d.expand(v.address).rpartition("__")[0].rpartition("__")[0] for v in trace.variables}
     assert longs <= set(possible_addresses)

@@ -31,7 +31,7 @@ from .decay import TWO_PI, boost, breit_wigner_mass, two_body_momentum
 from .physics import CHANNELS, TAU_MASS
 
 PX, PY, PZ = "tau_px__Uniform__1", "tau_py__Uniform__1", "tau_pz__Uniform__1"
-CHANNEL = "tau_channel__Categorical__1"
+CHANNEL = f"tau_channel__Categorical(len_probs:{len(physics.CHANNEL_PROBS)})__1"
 
 
 def _x_mass(values: Mapping[str, Any], channel: physics.Channel, resonances: bool) -> float | None:
