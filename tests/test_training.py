@@ -160,3 +160,17 @@ def test_slices_balance_lstm_passes_against_traces():
     cuts = balanced_cuts(np.array([0, 0, 0, 0, 0, 0, 7]), np.array([1] * 6 + [500]), 3)
     assert np.all(np.diff(cuts) >= 1) and cuts[-1] == 7
     assert [split_range(10, r, 3) for r in range(3)] == [(0, 3), (3, 6), (6, 10)]
+
+
+def test_training_refuses_a_dataset_of_another_simulator(tmp_path):
+    from etalumis_core.app.jobs import run_training
+    from etalumis_core.errors import ConfigError
+    from etalumis_core.simulator import SimulatorSpec
+
+    generate_dataset(models.make_poisson_mixture(), tmp_path / "data", 20, seed=0,
+                     chunk_size=20, progress=False)
+    gaussian = SimulatorSpec(models.make_gaussian, name="gaussian")
+    with pytest.raises(ConfigError, match="simulator 'poisson_mixture', not 'gaussian'"):
+        run_training(gaussian, Trainer(progress=False), str(tmp_path / "run"), 20, 10,
+                     dataset=str(tmp_path / "data"))
+    assert not (tmp_path / "run").exists()   # refused before anything ran

@@ -436,6 +436,7 @@ class Trainer:
                 network.traces_trained += self.global_batch_size
                 pending.append(loss)
                 bar.update(self.global_batch_size)
+                bar.show(loss=float(np.mean(pending)), lr=self.lr_at(self.step - 1))
                 if validation_batch is not None and self.step % o["validation_interval"] == 0:
                     validation.append((self.step, self.validation_loss(validation_batch)))
                 stop = self.should_stop(time.perf_counter() - started)
@@ -443,7 +444,6 @@ class Trainer:
                     log.info("stopping after %.1f s (max_seconds) at step %d",
                              time.perf_counter() - started, self.step)
                 if self.step % o["log_interval"] == 0 or self.step == self.total_steps or stop:
-                    bar.show(loss=float(np.mean(pending)), lr=self.lr_at(self.step - 1))
                     self._write_csv(out, losses, validation, rows_since=len(pending))
                     pending = []
                 if (self.step % o["checkpoint_interval"] == 0 or self.step == self.total_steps
