@@ -183,9 +183,10 @@ class DistributedTrainer(Trainer):
 
     @property
     def _comm_device(self) -> torch.device:
-        """Where collectives' tensors must be: the rank's GPU for NCCL."""
-        return self.device if dist.get_backend() != "nccl" else torch.device("cuda",
-                                                                              self.local_rank)
+        """Where collectives' tensors must be: the rank's GPU for NCCL, else the CPU."""
+        if dist.get_backend() == "nccl":
+            return torch.device("cuda", self.local_rank)
+        return torch.device("cpu")
 
     # -- collectives ---------------------------------------------------------------------------
     def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
