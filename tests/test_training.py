@@ -174,3 +174,25 @@ def test_training_refuses_a_dataset_of_another_simulator(tmp_path):
         run_training(gaussian, Trainer(progress=False), str(tmp_path / "run"), 20, 10,
                      dataset=str(tmp_path / "data"))
     assert not (tmp_path / "run").exists()   # refused before anything ran
+
+
+def test_extension_points_decide_stopping_and_writing(tmp_path):
+    sim = models.make_gaussian()
+    options = dict(steps=50, batch_size=8, plot=False, progress=False, log_interval=5)
+    # max_seconds: the run ends after the step that crossed it, with a checkpoint there.
+    result = Trainer(max_seconds=1e-9).train(_network(sim), sim, tmp_path / "timed", **options)
+    assert result.steps == 1 and len(result.losses) == 1
+    assert _rows(tmp_path / "timed" / "training_log.csv")[-1][0] == "1"
+
+    class Reader(Trainer):
+        """A rank that is not the writer: it trains but writes no file."""
+
+        is_writer = False
+        calls: list = []
+
+        def reduce_gradients(self):
+            self.calls.append(self.step)
+
+    result = Reader().train(_network(sim), sim, tmp_path / "reader", **options)
+    assert result.steps == 50 and Reader.calls == list(range(50))
+    assert not any((tmp_path / "reader").iterdir())
