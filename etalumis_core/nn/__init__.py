@@ -13,12 +13,10 @@ from .heads import (HEADS, CategoricalHead, LogNormalMixtureHead, NormalMixtureH
                     TruncatedNormalMixtureHead, make_head)
 from .network import EmbeddingFactory, Embeddings, ProposalNetwork, resolve_embedding
 from .sources import DatasetSource, OnlineSource, as_source, balanced_cuts, split_range
-from .train import (CHECKPOINT, LARC, LOG_CSV, NETWORK, Trainer, TrainingResult, make_optimizer,
-                    polynomial_decay, train)
+from .train import LARC, Trainer, TrainingResult, make_optimizer, polynomial_decay, train
 
 __all__ = ["ProposalNetwork", "EmbeddingFactory", "Embeddings", "resolve_embedding",
            "Trainer", "TrainingResult", "train", "LARC", "polynomial_decay", "make_optimizer",
-           "CHECKPOINT", "NETWORK", "LOG_CSV",
            "OnlineSource", "DatasetSource", "as_source", "balanced_cuts", "split_range",
            "FeedForwardEmbedding", "feedforward", "ProposalHead",
            "NormalMixtureHead", "TruncatedNormalMixtureHead", "LogNormalMixtureHead",
