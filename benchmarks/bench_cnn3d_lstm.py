@@ -58,6 +58,7 @@ def _scaling_rank(rank: int, world: int, port: int, dataset: str, out: str, step
 
     from etalumis_core.data.dataset import TraceDataset
     from etalumis_core.nn import ProposalNetwork
+    from etalumis_core.plugins import embedding_factory
     from etalumis_cnn3d_lstm.distributed import DistributedTrainer
 
     torch.set_num_threads(1)
@@ -66,7 +67,7 @@ def _scaling_rank(rank: int, world: int, port: int, dataset: str, out: str, step
                                 world_size=world)
     torch.manual_seed(0)
     ds = TraceDataset(dataset)
-    net = ProposalNetwork.for_dataset(ds, **SCALING_NETWORK)
+    net = ProposalNetwork.for_dataset(ds, embeddings=embedding_factory, **SCALING_NETWORK)
     trainer = DistributedTrainer(seed=0, log_interval=steps, checkpoint_interval=10 ** 9,
                                  plot=False, progress=False, num_threads=1)
     # Warm-up (first reads of the shards, allocator), then the timed run.
@@ -192,6 +193,7 @@ def ours_vs_pyprob(grid: list[int], traces: int, batch: int, emb: int, lstm: int
     import etalumis_core as et
     from etalumis_core.distributions import Categorical, Normal, Uniform
     from etalumis_core.nn import ProposalNetwork, Trainer
+    from etalumis_core.plugins import embedding_factory
 
     namespace: dict = {"GRID_SHAPE": grid}
     exec(MODEL, namespace)
@@ -215,8 +217,8 @@ def ours_vs_pyprob(grid: list[int], traces: int, batch: int, emb: int, lstm: int
     # the embedding and a 2-layer feedforward: the same here (hidden_dims adds the last two).
     torch.manual_seed(0)
     net = ProposalNetwork.for_simulator(
-        sim, embedding="cnn3d_lstm", embedding_dim=emb, lstm_dim=lstm, mixture_components=mix,
-        address_embedding_dim=64, sample_embedding_dim=4, distribution_embedding_dim=8,
+        sim, embedding="cnn3d_lstm", embeddings=embedding_factory, embedding_dim=emb,
+        lstm_dim=lstm, mixture_components=mix, address_embedding_dim=64, sample_embedding_dim=4, distribution_embedding_dim=8,
         embedding_options=dict(channels=[[64, 64], [128, 128, 128]], hidden_dims=[emb, emb]))
     options = dict(plot=False, progress=False, num_threads=1, checkpoint_interval=10 ** 9,
                    log_interval=10 ** 9)

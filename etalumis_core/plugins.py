@@ -6,6 +6,7 @@ Built by :func:`make_plugin_manager` (never a module global), so tests build fre
 from __future__ import annotations
 
 import importlib.metadata as md
+import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -70,7 +71,12 @@ class Registry:
         return entry
 
     def create(self, name: str, **options: Any) -> Any:
-        return self.get(name).factory(**options)
+        factory = self.get(name).factory
+        # A factory that takes ``embeddings`` (the IC engine, to rebuild a saved network's
+        # observation embedding) is given the installed proposal architectures.
+        if "embeddings" not in options and _accepts(factory, "embeddings"):
+            options["embeddings"] = embedding_factory
+        return factory(**options)
 
     def names(self) -> list[str]:
         return sorted(self.entries)
@@ -193,3 +199,20 @@ def _hook_names() -> list[str]:
 def load_plugins(load_entry_points: bool = True, extra: list[tuple[str, Any]] = ()) -> Plugins:
     """Build a plugin manager and collect what every plugin registered."""
     return Plugins(make_plugin_manager(load_entry_points, extra))
+
+
+def embedding_factory(name: str) -> Callable[..., Any]:
+    """The observation-embedding factory of the proposal architecture registered as ``name``
+    (built-ins without scanning entry points): how a network named in a file finds its
+    architecture, as ``ProposalNetwork(..., embeddings=embedding_factory)``."""
+    builtins = load_plugins(load_entry_points=False).proposals
+    if name in builtins.entries:
+        return builtins.get(name).factory
+    return load_plugins().proposals.get(name).factory
+
+
+def _accepts(factory: Callable[..., Any], parameter: str) -> bool:
+    try:
+        return parameter in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False

@@ -11,8 +11,9 @@ torch = pytest.importorskip("torch")
 
 from etalumis_core import models  # noqa: E402
 from etalumis_core.data import generate_dataset  # noqa: E402
-from etalumis_core.nn import (OnlineSource, ProposalNetwork, Trainer,  # noqa: E402
-                              polynomial_decay)
+from etalumis_core.nn import (DatasetSource, OnlineSource, ProposalNetwork,  # noqa: E402
+                              Trainer, balanced_cuts, polynomial_decay, split_range)
+from etalumis_core.seeding import chunk_rng  # noqa: E402
 
 SMALL = dict(embedding_dim=8, lstm_dim=16, address_embedding_dim=4, sample_embedding_dim=4,
              head_hidden_dim=16, mixture_components=2, embedding_options={"hidden_dims": (16,)})
@@ -91,26 +92,107 @@ def test_offline_training_with_sgd_larc_and_polynomial_decay(tmp_path):
     assert result.traces == 12 * 32 and np.all(np.isfinite(result.losses))
 
 
-def test_fill_missing_gradients_lines_up_every_parameter(tmp_path):
-    sim = models.make_poisson_mixture()
-    net = _network(sim)
-    source = OnlineSource(sim, seed=0)
-    net.prescan(source.prescan_traces(200))
-    trainer = Trainer(progress=False)
-    trainer.network = net
-    trainer.optimizer = torch.optim.Adam(net.parameters())
-    batch = source.batch(0, 4)
-    net.fit_normalizer(batch)
-    net.loss(batch).backward()
-    untouched = [p for p in net.parameters() if p.grad is None]
-    assert untouched   # 4 traces do not visit every address
-    trainer.fill_missing_gradients()
-    assert all(p.grad is not None for p in net.parameters())
-    assert all(float(p.grad.abs().sum()) == 0 for p in untouched)
-
-
 def test_polynomial_decay():
     assert polynomial_decay(0, 100, 1e-3, 1e-5, 1.0) == pytest.approx(1e-3)
     assert polynomial_decay(50, 100, 1e-3, 1e-5, 1.0) == pytest.approx(0.5 * (1e-3 + 1e-5))
     assert polynomial_decay(100, 100, 1e-3, 1e-5, 2.0) == pytest.approx(1e-5)
     assert polynomial_decay(500, 100, 1e-3, 1e-5, 2.0) == pytest.approx(1e-5)
+
+
+def test_global_batches_are_bucketed_by_trace_type_and_independent_of_world_size(tmp_path):
+    ds = generate_dataset(models.make_poisson_mixture(), tmp_path / "d", 200, seed=1,
+                          chunk_size=200, progress=False)
+    one = DatasetSource(ds, seed=2)
+    for step in range(4):
+        ids = one.global_ids(step, 40)
+        types = ds.trace_type[ids]
+        assert np.all(np.diff(types) >= 0)          # sorted by trace type
+        slices = [DatasetSource(ds, seed=2, rank=r, num_ranks=3).batch(step, 40)
+                  for r in range(3)]
+        assert sum(b.size for b in slices) == 40
+        got = np.sort(np.concatenate([sb.trace_ids for b in slices for sb in b.sub_batches]))
+        assert np.array_equal(got, np.sort(ids))     # the ranks partition the global batch
+    # Each global batch holds the next traces of the epoch's permutation.
+    for step in range(6):
+        epoch, pos = divmod(step, 5)
+        perm = chunk_rng(2, epoch).permutation(200)
+        assert np.array_equal(np.sort(perm[pos * 40:(pos + 1) * 40]),
+                              np.sort(one.global_ids(step, 40)))
+    # A wider bucket window gives batches of fewer trace types, still one epoch of traces.
+    wide = DatasetSource(ds, seed=2, bucket_window=5)
+
+    def n_types(src):
+        return np.mean([len(np.unique(ds.trace_type[src.global_ids(s, 40)])) for s in range(5)])
+
+    assert n_types(wide) < n_types(one)
+    epoch = np.concatenate([wide.global_ids(s, 40) for s in range(5)])
+    assert np.array_equal(np.sort(epoch), np.arange(200))
+
+
+def test_online_global_batches_do_not_depend_on_the_number_of_ranks():
+    sim = models.make_poisson_mixture()
+
+    def ids(batch):
+        return sorted(i for sb in batch.sub_batches for i in sb.trace_ids.tolist())
+
+    # One seed per trace: any number of ranks deals out the same global batch.
+    whole = OnlineSource(sim, seed=7, traces_per_seed=1).batch(3, 10)
+    parts = [OnlineSource(sim, seed=7, rank=r, num_ranks=3).batch(3, 10) for r in range(3)]
+    assert [b.size for b in parts] == [3, 3, 4]
+    assert ids(whole) == sorted(sum((ids(b) for b in parts), []))
+    values = sorted(float(v[0]) for b in parts for sb in b.sub_batches for v in sb.values[0])
+    assert values == sorted(float(v[0]) for sb in whole.sub_batches for v in sb.values[0])
+    # One seed per batch (the single-process default): the batch of step s is chunk_rng(seed, s).
+    assert ids(OnlineSource(sim, seed=7).batch(3, 10)) == list(range(30, 40))
+
+
+def test_slices_balance_lstm_passes_against_traces():
+    # 12 traces of one common type, then 4 rare types of one trace each (longer traces): the
+    # rank holding the rare types runs 4 LSTM passes, so it gets fewer traces.
+    types = np.array([0] * 12 + [1, 2, 3, 4])
+    lengths = np.array([10] * 12 + [20, 20, 20, 20])
+    cuts = balanced_cuts(types, lengths, 2)
+    assert cuts[0] == 0 and cuts[-1] == 16
+    assert 8 < cuts[1] <= 12
+    # every rank gets at least one trace, even with more ranks than trace types
+    cuts = balanced_cuts(np.zeros(5, dtype=int), np.full(5, 3), 5)
+    assert np.array_equal(cuts, np.arange(6))
+    cuts = balanced_cuts(np.array([0, 0, 0, 0, 0, 0, 7]), np.array([1] * 6 + [500]), 3)
+    assert np.all(np.diff(cuts) >= 1) and cuts[-1] == 7
+    assert [split_range(10, r, 3) for r in range(3)] == [(0, 3), (3, 6), (6, 10)]
+
+
+def test_training_refuses_a_dataset_of_another_simulator(tmp_path):
+    from etalumis_core.app.jobs import run_training
+    from etalumis_core.errors import ConfigError
+    from etalumis_core.simulator import SimulatorSpec
+
+    generate_dataset(models.make_poisson_mixture(), tmp_path / "data", 20, seed=0,
+                     chunk_size=20, progress=False)
+    gaussian = SimulatorSpec(models.make_gaussian, name="gaussian")
+    with pytest.raises(ConfigError, match="simulator 'poisson_mixture', not 'gaussian'"):
+        run_training(gaussian, Trainer(progress=False), str(tmp_path / "run"), 20, 10,
+                     dataset=str(tmp_path / "data"))
+    assert not (tmp_path / "run").exists()   # refused before anything ran
+
+
+def test_extension_points_decide_stopping_and_writing(tmp_path):
+    sim = models.make_gaussian()
+    options = dict(steps=50, batch_size=8, plot=False, progress=False, log_interval=5)
+    # max_seconds: the run ends after the step that crossed it, with a checkpoint there.
+    result = Trainer(max_seconds=1e-9).train(_network(sim), sim, tmp_path / "timed", **options)
+    assert result.steps == 1 and len(result.losses) == 1
+    assert _rows(tmp_path / "timed" / "training_log.csv")[-1][0] == "1"
+
+    class Reader(Trainer):
+        """A rank that is not the writer: it trains but writes no file."""
+
+        is_writer = False
+        calls: list = []
+
+        def reduce_gradients(self):
+            self.calls.append(self.step)
+
+    result = Reader().train(_network(sim), sim, tmp_path / "reader", **options)
+    assert result.steps == 50 and Reader.calls == list(range(50))
+    assert not any((tmp_path / "reader").iterdir())

@@ -262,20 +262,30 @@ def run_training(simulator: SimulatorSpec, trainer: Any, output_dir: str, num_tr
                  batch_size: int, proposal: str = "feedforward",
                  proposal_options: Mapping[str, Any] | None = None,
                  network_options: Mapping[str, Any] | None = None,
-                 dataset: str | None = None, resume: bool = True, seed: int = 0) -> dict:
+                 dataset: str | None = None, resume: bool = True, seed: int = 0,
+                 embeddings: Any = None) -> dict:
     """Train an inference network online (fresh traces from ``simulator``) or from a dataset
     directory; writes ``network.pt``, ``checkpoint.pt``, ``training_log.csv`` and ``loss.png``.
-    A checkpoint already in ``output_dir`` is resumed exactly."""
+    A checkpoint already in ``output_dir`` is resumed exactly. ``proposal`` names the
+    observation embedding, found through ``embeddings`` (default: the plugin registry)."""
     import torch
 
     from ..data.dataset import TraceDataset
-    from ..nn.network import ProposalNetwork
+    from ..errors import ConfigError
+    from ..nn import ProposalNetwork
+    from ..plugins import embedding_factory
 
-    torch.manual_seed(seed)  # the network's initial weights are part of the run's result
     options = dict(embedding=proposal, embedding_options=dict(proposal_options or {}),
-                   **dict(network_options or {}))
+                   embeddings=embeddings or embedding_factory, **dict(network_options or {}))
     if dataset:
         data: Any = TraceDataset(dataset)
+        if data.simulator != simulator.name:
+            raise ConfigError(f"dataset {dataset} holds traces of simulator {data.simulator!r}, "
+                              f"not {simulator.name!r}: train with simulator={data.simulator}, "
+                              f"or make a dataset of {simulator.name!r} with `etalumis dataset "
+                              f"simulator={simulator.name}`")
+    torch.manual_seed(seed)  # the network's initial weights are part of the run's result
+    if dataset:
         network = ProposalNetwork.for_dataset(data, **options)
     else:
         data = simulator.build()
@@ -302,12 +312,15 @@ def train_from_config(cfg: Any, output_dir: str, plugins: Plugins | None = None)
 
     plugins = plugins or load_plugins()
     spec = simulator_spec(plugins, cfg.simulator)
-    trainer = plugins.trainers.create(cfg.trainer.name, seed=int(cfg.seed), **_params(cfg.trainer))
+    params = {"progress": bool(cfg.get("progress", True)), **_params(cfg.trainer)}
+    trainer = plugins.trainers.create(cfg.trainer.name, seed=int(cfg.seed), **params)
     network_options = OmegaConf.to_container(cfg.proposal.get("network") or {}, resolve=True)
     target = cfg.get("output") or output_dir
+    embeddings = {name: entry.factory for name, entry in plugins.proposals.entries.items()}
     summary = run_training(spec, trainer, target, int(cfg.num_traces), int(cfg.batch_size),
                            cfg.proposal.name, _params(cfg.proposal), network_options,
-                           cfg.get("dataset"), resume=True, seed=int(cfg.seed))
+                           cfg.get("dataset"), resume=True, seed=int(cfg.seed),
+                           embeddings=embeddings)
     summary["message"] = (f"network written to {summary['network']} (use it with engine=ic "
                           f"engine.params.network={summary['network']})")
     return summary

@@ -29,13 +29,13 @@ from .importance import ImportanceSampling
 _loaded: dict[tuple[str, float], Any] = {}   # per process: network files already read
 
 
-def _load_network(path: str) -> Any:
+def _load_network(path: str, embeddings: Any = None) -> Any:
     from ..nn.network import ProposalNetwork
 
     key = (os.path.abspath(path), os.path.getmtime(path))
     network = _loaded.get(key)
     if network is None:
-        network = _loaded[key] = ProposalNetwork.load(path)
+        network = _loaded[key] = ProposalNetwork.load(path, embeddings=embeddings)
     return network
 
 
@@ -99,6 +99,10 @@ class InferenceCompilation(ImportanceSampling):
         a :class:`ProposalNetwork`.
     check_simulator:
         Refuse a network trained for a differently named simulator.
+    embeddings:
+        Where a network file's observation embedding is found by name (see
+        :class:`~etalumis_core.nn.ProposalNetwork`); the plugin registry gives the installed
+        architectures.
     num_threads:
         torch threads while sampling (the network runs on one trace at a time, where one
         thread is fastest); restored afterwards. None leaves torch's setting alone.
@@ -110,7 +114,7 @@ class InferenceCompilation(ImportanceSampling):
 
     def __init__(self, network: Any, chunk_size: int = 128, retries: int = 3,
                  max_value_size: int = 4096, check_simulator: bool = True,
-                 num_threads: int | None = 1) -> None:
+                 num_threads: int | None = 1, embeddings: Any = None) -> None:
         super().__init__(chunk_size, retries, max_value_size)
         if network is None:
             raise ValueError("inference compilation needs network= (a network file or a "
@@ -125,11 +129,12 @@ class InferenceCompilation(ImportanceSampling):
             self._network = network
         self.check_simulator = bool(check_simulator)
         self.num_threads = num_threads
+        self.embeddings = embeddings
 
     @property
     def network(self) -> Any:
         if self._network is None:
-            self._network = _load_network(self.network_path)
+            self._network = _load_network(self.network_path, self.embeddings)
         return self._network
 
     def __getstate__(self) -> dict:

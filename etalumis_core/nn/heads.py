@@ -305,7 +305,7 @@ class CategoricalHead(ProposalHead):
         if lib is np:
             mask = np.arange(k) < n[..., None]
             return np.where(mask, raw, -np.inf)
-        mask = torch.arange(k, dtype=raw.dtype) < n.unsqueeze(-1)
+        mask = torch.arange(k, dtype=raw.dtype, device=raw.device) < n.unsqueeze(-1)
         return torch.where(mask, raw, torch.full_like(raw, -math.inf))
 
     def log_prob(self, raw: torch.Tensor, value: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:

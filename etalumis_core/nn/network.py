@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..data.records import DIST_IDS, DIST_NAMES, Batch, SubBatch, family_of, prior_stats, support_size
+from ..controller import Controller
 from ..errors import EtalumisError
+from ..simulator import SimulatorSpec, as_simulator, run_trace
+from .embeddings import feedforward
 from .heads import ProposalHead, make_head
 
 log = logging.getLogger(__name__)
@@ -40,17 +44,32 @@ FORMAT_VERSION = 1
 Site = tuple[str, str, str, int, int]
 
 
-def embedding_factory(name: str, plugins: Any = None) -> Callable[..., nn.Module]:
-    """The observation-embedding factory registered under ``name``."""
-    if name == "feedforward" and plugins is None:
-        from .embeddings import feedforward
+EmbeddingFactory = Callable[..., nn.Module]
+# Where a network finds the factory of an embedding it names: name -> factory, as a mapping or
+# a function (``etalumis_core.plugins.embedding_factory`` looks names up in the registry).
+Embeddings = Union[Mapping[str, EmbeddingFactory], Callable[[str], EmbeddingFactory]]
 
-        return feedforward
-    if plugins is None:
-        from ..plugins import load_plugins
 
-        plugins = load_plugins()
-    return plugins.proposals.get(name).factory
+def resolve_embedding(embedding: str | EmbeddingFactory,
+                      embeddings: Embeddings | None = None) -> tuple[str, EmbeddingFactory]:
+    """``(name, factory)`` of an observation embedding given by name or as a factory (whose
+    name is then its ``__name__``). Names are looked up in ``embeddings``; without it only the
+    built-in ``feedforward`` is known."""
+    if callable(embedding):
+        return getattr(embedding, "__name__", type(embedding).__name__), embedding
+    factory = None
+    if isinstance(embeddings, Mapping):
+        factory = embeddings.get(embedding)
+    elif embeddings is not None:
+        factory = embeddings(embedding)
+    if factory is None and embedding == "feedforward":
+        factory = feedforward
+    if factory is None:
+        raise EtalumisError(
+            f"the observation embedding {embedding!r} is not built in: give the network its "
+            f"factory (embedding=FACTORY), or embeddings= a mapping of names to factories or "
+            f"etalumis_core.plugins.embedding_factory (the installed proposal architectures)")
+    return embedding, factory
 
 
 class ProposalNetwork(nn.Module):
@@ -63,24 +82,31 @@ class ProposalNetwork(nn.Module):
     simulator:
         Name of the simulator the network is for (checked when inference loads it).
     embedding:
-        Registry name of the observation-embedding architecture (``feedforward`` built in).
+        The observation-embedding architecture: its registry name (recorded in the network
+        file), or its factory ``factory(observation_shapes, embedding_dim, **options)``.
     embedding_options:
         Keyword options of that architecture's factory.
+    embeddings:
+        Where names are looked up: a mapping ``name -> factory`` or a function of the name
+        (``etalumis_core.plugins.embedding_factory``: every installed architecture). None
+        knows the built-in ``feedforward`` only.
     normalize_observations:
         Standardise each observation by a mean and stddev fitted on the first training batch.
     """
 
     def __init__(self, observation_shapes: Mapping[str, Sequence[int]], simulator: str | None = None,
-                 embedding: str = "feedforward", embedding_options: Mapping[str, Any] | None = None,
+                 embedding: str | EmbeddingFactory = "feedforward",
+                 embedding_options: Mapping[str, Any] | None = None,
                  embedding_dim: int = 64, lstm_dim: int = 128, lstm_depth: int = 1,
                  address_embedding_dim: int = 16, sample_embedding_dim: int = 8,
                  distribution_embedding_dim: int = 4, head_hidden_dim: int = 64,
                  mixture_components: int = 5, normalize_observations: bool = True,
-                 plugins: Any = None) -> None:
+                 embeddings: Embeddings | None = None) -> None:
         super().__init__()
         self.observation_shapes = {k: tuple(int(d) for d in v)
                                    for k, v in sorted(observation_shapes.items())}
         self.simulator = simulator
+        embedding, factory = resolve_embedding(embedding, embeddings)
         self.config = dict(embedding=embedding, embedding_options=dict(embedding_options or {}),
                            embedding_dim=int(embedding_dim), lstm_dim=int(lstm_dim),
                            lstm_depth=int(lstm_depth),
@@ -90,7 +116,6 @@ class ProposalNetwork(nn.Module):
                            head_hidden_dim=int(head_hidden_dim),
                            mixture_components=int(mixture_components),
                            normalize_observations=bool(normalize_observations))
-        factory = embedding_factory(embedding, plugins)
         self.observation_embedding = factory(observation_shapes=self.observation_shapes,
                                              embedding_dim=int(embedding_dim),
                                              **self.config["embedding_options"])
@@ -114,16 +139,14 @@ class ProposalNetwork(nn.Module):
     def for_simulator(cls, simulator: Any, seed: int = 0, **options: Any) -> "ProposalNetwork":
         """A network whose inputs are the simulator's observations (its declared shapes, or
         those of one forward run when it declares none)."""
-        from ..api import simulate
-        from ..simulator import SimulatorSpec, as_simulator
+        from ..data.records import record_from_trace
 
         sim = simulator.build() if isinstance(simulator, SimulatorSpec) else as_simulator(simulator)
         shapes = dict(getattr(sim, "observations", {}) or {})
         if not shapes:
-            from ..data.records import record_from_trace
-
+            controller = Controller(np.random.default_rng(seed), sample_missing_observations=True)
             shapes = {k: np.shape(v) for k, v in
-                      record_from_trace(simulate(sim, seed)).observations.items()}
+                      record_from_trace(run_trace(sim, controller)).observations.items()}
         return cls(shapes, simulator=getattr(simulator, "name", sim.name), **options)
 
     @classmethod
@@ -178,6 +201,11 @@ class ProposalNetwork(nn.Module):
             head = make_head(family, cfg["lstm_dim"], int(size), cfg["head_hidden_dim"],
                              cfg["mixture_components"], int(k))
             sample = nn.Linear(head.feature_dim, cfg["sample_embedding_dim"])
+            device = self.device
+            if device.type != "cpu":
+                emb = nn.Parameter(emb.detach().to(device))
+                head.to(device)
+                sample.to(device)
             self.address_embeddings[key] = emb
             self.heads[key] = head
             self.sample_embeddings[key] = sample
@@ -191,26 +219,45 @@ class ProposalNetwork(nn.Module):
                 + [f"sample_embeddings.{key}.{n}" for n, _ in
                    self.sample_embeddings[key].named_parameters()])
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network's tensors live (``network.to(device)`` moves it)."""
+        return self.observation_mean.device
+
     # -- observations --------------------------------------------------------------------------
-    def fit_normalizer(self, batch: Batch) -> None:
-        """Fix each observation's mean and stddev (scalars, over every element) from a batch."""
-        names = list(self.observation_shapes)
+    def observation_moments(self, batch: Batch) -> torch.Tensor:
+        """``(n, 3)`` float64: each observation's element count, sum and sum of squares over a
+        batch (sums over several batches, e.g. the slices of a global batch, add up)."""
+        rows = []
+        for n in self.observation_shapes:
+            x = [sb.observations[n].reshape(-1).astype(np.float64) for sb in batch.sub_batches]
+            x = np.concatenate(x) if x else np.zeros(0)
+            rows.append([x.size, x.sum(), np.square(x).sum()])
+        return torch.tensor(rows, dtype=torch.float64).reshape(-1, 3)
+
+    def set_normalizer(self, moments: torch.Tensor) -> None:
+        """Fix each observation's mean and stddev (scalars, over every element) from
+        :meth:`observation_moments`."""
         means, stds = [], []
-        for n in names:
-            x = np.concatenate([sb.observations[n].reshape(-1) for sb in batch.sub_batches])
-            means.append(float(x.mean()) if x.size else 0.0)
-            s = float(x.std()) if x.size else 1.0
-            stds.append(s if s > 1e-8 else 1.0)
+        for count, total, squares in moments.tolist():
+            mean = total / count if count else 0.0
+            std = math.sqrt(max(squares / count - mean * mean, 0.0)) if count else 1.0
+            means.append(mean)
+            stds.append(std if std > 1e-8 else 1.0)
         self.observation_mean.copy_(torch.tensor(means))
         self.observation_std.copy_(torch.tensor(stds))
         self.normalizer_ready.fill_(True)
+
+    def fit_normalizer(self, batch: Batch) -> None:
+        """Fix each observation's mean and stddev from a batch."""
+        self.set_normalizer(self.observation_moments(batch))
 
     def embed_observations(self, observations: Mapping[str, Any]) -> torch.Tensor:
         """``(b, embedding_dim)`` from ``name -> array (b, *shape)``."""
         tensors = {}
         normalize = self.config["normalize_observations"]
         for j, (n, shape) in enumerate(self.observation_shapes.items()):
-            x = torch.as_tensor(np.asarray(observations[n], dtype=np.float32))
+            x = torch.as_tensor(np.asarray(observations[n], dtype=np.float32), device=self.device)
             x = x.reshape(-1, *shape)
             if normalize:
                 x = (x - self.observation_mean[j]) / self.observation_std[j]
@@ -222,24 +269,26 @@ class ProposalNetwork(nn.Module):
         """Log proposal density of each trace of a sub-batch, summed over its steps: (b,).
         One LSTM pass over the sub-batch's control-flow path."""
         b, steps = sb.size, len(sb.trace_type)
+        device = self.device
         if steps == 0:
-            return torch.zeros(b)
+            return torch.zeros(b, device=device)
         cfg = self.config
         keys = [f"a{self.address_ids[a]}" for a in sb.trace_type]
-        values = [torch.from_numpy(v).float() for v in sb.values]
-        stats = [torch.from_numpy(s).float() for s in sb.stats]
-        prev = [torch.zeros(b, cfg["sample_embedding_dim"])]
+        values = [torch.from_numpy(v).float().to(device) for v in sb.values]
+        stats = [torch.from_numpy(s).float().to(device) for s in sb.stats]
+        prev = [torch.zeros(b, cfg["sample_embedding_dim"], device=device)]
         for t in range(steps - 1):
             head = self.heads[keys[t]]
             prev.append(self.sample_embeddings[keys[t]](head.features(values[t], stats[t])))
         address = torch.stack([self.address_embeddings[k] for k in keys])
-        dist_ids = torch.tensor([DIST_IDS.get(d, len(DIST_NAMES)) for d in sb.dist_names])
+        dist_ids = torch.tensor([DIST_IDS.get(d, len(DIST_NAMES)) for d in sb.dist_names],
+                                device=device)
         dist = self.distribution_embedding(dist_ids)
         x = torch.cat([embedding.unsqueeze(0).expand(steps, b, -1), torch.stack(prev),
                        address.unsqueeze(1).expand(steps, b, -1),
                        dist.unsqueeze(1).expand(steps, b, -1)], dim=-1)
         out, _ = self.lstm(x)
-        total = torch.zeros(b)
+        total = torch.zeros(b, device=device)
         for t in range(steps):
             head = self.heads[keys[t]]
             total = total + head.log_prob(head(out[t]), values[t], stats[t])
@@ -252,7 +301,7 @@ class ProposalNetwork(nn.Module):
         names = list(self.observation_shapes)
         obs = {n: np.concatenate([sb.observations[n] for sb in batch.sub_batches]) for n in names}
         embedding = self.embed_observations(obs)
-        total = torch.zeros(())
+        total = torch.zeros((), device=self.device)
         start = 0
         for sb in batch.sub_batches:
             lp = self.sub_batch_log_prob(sb, embedding[start:start + sb.size])
@@ -337,11 +386,12 @@ class ProposalNetwork(nn.Module):
                        tmp)
 
     @classmethod
-    def from_header(cls, header: Mapping[str, Any], plugins: Any = None) -> "ProposalNetwork":
+    def from_header(cls, header: Mapping[str, Any],
+                    embeddings: Embeddings | None = None) -> "ProposalNetwork":
         if header.get("format") != FORMAT:
             raise EtalumisError(f"not a proposal network (format {header.get('format')!r})")
         network = cls(header["observation_shapes"], simulator=header.get("simulator"),
-                      plugins=plugins, **header["config"])
+                      embeddings=embeddings, **header["config"])
         network.ensure_sites([tuple(s) for s in header["sites"]])
         network.traces_trained = int(header.get("traces_trained", 0))
         return network
@@ -354,8 +404,10 @@ class ProposalNetwork(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike, simulator: str | None = None,
-             plugins: Any = None) -> "ProposalNetwork":
-        """Read a network file; with ``simulator``, check that it was trained for it."""
+             embeddings: Embeddings | None = None) -> "ProposalNetwork":
+        """Read a network file; with ``simulator``, check that it was trained for it.
+        ``embeddings`` finds the factory of the observation embedding the file names (see
+        :class:`ProposalNetwork`)."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such network file")
@@ -368,7 +420,7 @@ class ProposalNetwork(nn.Module):
             raise EtalumisError(f"network {path} was trained for simulator "
                                 f"{header.get('simulator')!r}, not {simulator!r}; train a "
                                 f"network for {simulator!r} or pass the matching simulator")
-        network = cls.from_header(header, plugins)
+        network = cls.from_header(header, embeddings)
         network.load_state_dict(data["state_dict"])
         network.eval()
         return network

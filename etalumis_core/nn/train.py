@@ -1,16 +1,12 @@
 """Training proposal networks: online (fresh traces) or offline (a trace dataset).
 
-A data source is anything with ``batch(step, batch_size) -> Batch``: the batch of a step is a
-function of the source's seed and the step alone, so a run resumed from a checkpoint sees exactly
-the batches the uninterrupted run would have seen, and a distributed trainer can give rank ``r``
-of ``R`` the source ``source.shard(r, R)``.
-
-:class:`Trainer` (registered as ``single``) keeps the per-step logic in :meth:`Trainer.train_step`
-and its hooks (:meth:`Trainer.after_backward`, :meth:`Trainer.reduce_loss`), which a distributed
-subclass overrides to all-reduce gradients. Every rank must build the same layers (pre-scan a
-dataset, or ``prescan_traces`` online); :meth:`Trainer.fill_missing_gradients` gives parameters
-that a rank's minibatch never touched a zero gradient, so that an all-reduce over every
-parameter lines up across ranks.
+:class:`Trainer` owns the loop: pre-scan, the observation normaliser, checkpoints (an exact
+resume), validation, logs, the progress bar. A trainer plugin (data-parallel, GPU) overrides its
+named extension points (:meth:`Trainer.prepare`, the collectives, :meth:`Trainer.reduce_gradients`,
+:meth:`Trainer.should_stop`, :attr:`Trainer.is_writer`, :attr:`Trainer.device`,
+:meth:`Trainer.lr_at`); with the single-process answers the collectives are identities. Data
+comes from the sources of :mod:`etalumis_core.nn.sources`, which give each rank its slice of a
+global batch that does not depend on the number of ranks.
 
 Output directory: ``checkpoint.pt`` (weights, optimizer state, torch RNG state; ``torch.save``
 of tensors and a JSON header, read with ``weights_only=True``), ``network.pt`` (the final
@@ -32,10 +28,11 @@ import numpy as np
 import torch
 
 from ..data.hdf5 import atomic_path
-from ..data.records import Batch, collate, record_from_trace
+from ..data.records import Batch
 from ..errors import ConfigError
 from ..progress import Progress
 from .network import ProposalNetwork
+from .sources import as_source
 
 log = logging.getLogger(__name__)
 
@@ -43,115 +40,6 @@ CHECKPOINT = "checkpoint.pt"
 NETWORK = "network.pt"
 LOG_CSV = "training_log.csv"
 LOSS_PNG = "loss.png"
-_VALIDATION_KEY = 1 << 40   # chunk index space of validation traces, far from training steps
-
-
-# ----------------------------------------------------------------------------------------------
-# Data sources
-
-
-class OnlineSource:
-    """Fresh traces from the simulator: step ``s`` draws ``batch_size`` traces with
-    ``chunk_rng(seed, s)`` (observations drawn from their distributions; optional prior
-    inflation)."""
-
-    def __init__(self, simulator: Any, seed: int = 0, prior_inflation: float | None = None,
-                 rank: int = 0, num_ranks: int = 1) -> None:
-        from ..data.dataset import check_inflation
-        from ..simulator import SimulatorSpec, as_simulator
-
-        self.spec = simulator
-        self.simulator = simulator.build() if isinstance(simulator, SimulatorSpec) else as_simulator(simulator)
-        self.name = getattr(simulator, "name", self.simulator.name)
-        self.seed = int(seed)
-        self.prior_inflation = check_inflation(prior_inflation)
-        self.rank, self.num_ranks = int(rank), int(num_ranks)
-
-    def shard(self, rank: int, num_ranks: int) -> "OnlineSource":
-        return OnlineSource(self.spec, self.seed, self.prior_inflation, rank, num_ranks)
-
-    def traces(self, key: int, count: int) -> list:
-        from ..data.dataset import make_generation_controller
-        from ..seeding import chunk_rng
-        from ..simulator import run_traces
-
-        controller = make_generation_controller(chunk_rng(self.seed, key), self.prior_inflation)
-        return list(run_traces(self.simulator, controller, count, retries=3))
-
-    def batch(self, step: int, batch_size: int) -> Batch:
-        key = step * self.num_ranks + self.rank
-        return collate([record_from_trace(t, key * batch_size + i)
-                        for i, t in enumerate(self.traces(key, batch_size))])
-
-    def validation_batch(self, size: int) -> Batch:
-        return collate([record_from_trace(t, -1 - i)
-                        for i, t in enumerate(self.traces(_VALIDATION_KEY, size))])
-
-    def prescan_traces(self, count: int) -> list:
-        return self.traces(_VALIDATION_KEY + 1, count)
-
-    def describe(self) -> dict:
-        return {"kind": "online", "simulator": self.name, "seed": self.seed,
-                "prior_inflation": self.prior_inflation}
-
-
-class DatasetSource:
-    """Minibatches from a :class:`~etalumis_core.data.TraceDataset`: epoch ``e`` visits the
-    training traces in the order ``chunk_rng(seed, e).permutation``; the last
-    ``validation_size`` traces are held out for validation."""
-
-    def __init__(self, dataset: Any, seed: int = 0, validation_size: int = 0,
-                 rank: int = 0, num_ranks: int = 1) -> None:
-        from ..data.dataset import TraceDataset
-
-        self.dataset = dataset if isinstance(dataset, TraceDataset) else TraceDataset(dataset)
-        self.seed = int(seed)
-        self.validation_size = int(validation_size)
-        self.num_train = len(self.dataset) - self.validation_size
-        if self.num_train < 1:
-            raise ConfigError(f"validation_size {validation_size} leaves no training traces in "
-                              f"a dataset of {len(self.dataset)}")
-        self.rank, self.num_ranks = int(rank), int(num_ranks)
-        self._epoch: tuple[int, np.ndarray] | None = None
-
-    def shard(self, rank: int, num_ranks: int) -> "DatasetSource":
-        return DatasetSource(self.dataset, self.seed, self.validation_size, rank, num_ranks)
-
-    def batch(self, step: int, batch_size: int) -> Batch:
-        from ..seeding import chunk_rng
-
-        per_step = batch_size * self.num_ranks
-        steps_per_epoch = max(self.num_train // per_step, 1)
-        epoch, pos = divmod(step, steps_per_epoch)
-        if self._epoch is None or self._epoch[0] != epoch:
-            self._epoch = (epoch, chunk_rng(self.seed, epoch).permutation(self.num_train))
-        perm = self._epoch[1]
-        start = pos * per_step + self.rank * batch_size
-        ids = perm[np.arange(start, start + batch_size) % self.num_train]
-        return self.dataset.batch(ids)
-
-    def validation_batch(self, size: int) -> Batch:
-        size = min(size, self.validation_size)
-        if size < 1:
-            raise ConfigError("validation needs DatasetSource(validation_size=...) > 0")
-        return self.dataset.batch(np.arange(self.num_train, self.num_train + size))
-
-    def describe(self) -> dict:
-        return {"kind": "dataset", "path": str(self.dataset.path), "seed": self.seed,
-                "validation_size": self.validation_size}
-
-
-def as_source(data: Any, seed: int, prior_inflation: float | None = None,
-              validation_size: int = 0) -> Any:
-    """A data source from a source, a dataset (or its path), or a simulator (online)."""
-    from ..data.dataset import TraceDataset
-
-    if hasattr(data, "batch") and hasattr(data, "validation_batch"):
-        return data
-    if isinstance(data, TraceDataset) or (isinstance(data, (str, os.PathLike))
-                                          and (Path(data) / "manifest.json").exists()):
-        return DatasetSource(data, seed, validation_size)
-    return OnlineSource(data, seed, prior_inflation)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,76 +154,162 @@ class TrainingResult:
 
 
 class Trainer:
-    """Single-process training (registered as ``single``).
+    """The training loop (registered as ``single``); a trainer plugin overrides its extension
+    points, never the loop.
 
     Options (constructor defaults, overridable per :meth:`train` call): ``optimizer``
     (``adam``/``sgd``), ``lr``, ``lr_end``, ``lr_decay_power`` (polynomial decay over the run;
     0 keeps ``lr``), ``momentum``, ``weight_decay``, ``larc`` and ``larc_trust_coefficient``,
     ``seed`` (data and initialisation), ``prior_inflation`` (online), ``prescan_traces``
-    (online: build layers for the addresses of this many traces first),
-    ``validation_size``/``validation_interval``, ``checkpoint_interval`` (steps),
-    ``log_interval`` (steps per CSV row), ``max_seconds`` (stop early), ``num_threads``
-    (torch CPU threads) and ``progress``.
+    (online: build layers for the addresses of this many traces first), ``traces_per_seed``
+    (online, see :class:`OnlineSource`), ``bucket_window`` (dataset, see
+    :class:`DatasetSource`), ``validation_size``/``validation_interval``,
+    ``checkpoint_interval`` (steps), ``log_interval`` (steps per CSV row), ``max_seconds``
+    (stop early), ``num_threads`` (torch CPU threads), ``device`` (None: CUDA where it
+    exists), ``progress`` and ``plot``.
+
+    Extension points, each a no-op or a single-process answer here:
+
+    * :meth:`prepare` / :meth:`finish` around the run (join and leave a process group), which
+      set :attr:`rank` and :attr:`world_size`; sources give each rank its slice of every
+      global batch;
+    * the collectives :meth:`all_reduce`, :meth:`all_gather_object` and
+      :meth:`broadcast_tensors`, through which the loop agrees on new layers, initial
+      weights, the observation normaliser, the global batch, the loss and when to stop;
+    * :meth:`reduce_gradients` between backward and the optimizer step;
+    * :meth:`should_stop`, :attr:`is_writer` (who writes files), :attr:`device` and
+      :meth:`lr_at`.
     """
 
     name = "single"
     defaults: dict[str, Any] = dict(
         optimizer="adam", lr=1e-3, lr_end=1e-6, lr_decay_power=0.0, momentum=0.9,
         weight_decay=0.0, larc=False, larc_trust_coefficient=0.02, seed=0, prior_inflation=None,
-        prescan_traces=0, validation_size=0, validation_interval=100, checkpoint_interval=500,
-        log_interval=10, max_seconds=None, num_threads=None, progress=None, plot=True)
+        prescan_traces=0, traces_per_seed=None, bucket_window=1, validation_size=0,
+        validation_interval=100, checkpoint_interval=500, log_interval=10, max_seconds=None,
+        num_threads=None, device=None, progress=None, plot=True)
 
     def __init__(self, **options: Any) -> None:
+        self._check_options(options)
+        self.options = {**self.defaults, **options}
+        self.network: ProposalNetwork | None = None
+        self.optimizer: Any = None
+        self.source: Any = None
+        self.rank, self.world_size = 0, 1
+        self.step = 0
+        self.total_steps = 0
+        self.batch_size = 0
+        self.local_batch_size = 0
+        self.global_batch_size = 0
+        self.resumed_from = 0
+        self.output_dir = Path(".")
+        self.param_groups: list[list[str]] = []
+
+    def _check_options(self, options: dict) -> None:
         unknown = set(options) - set(self.defaults)
         if unknown:
             raise ConfigError(f"unknown trainer option(s) {sorted(unknown)}; known: "
                               f"{sorted(self.defaults)}")
-        self.options = {**self.defaults, **options}
-        self.network: ProposalNetwork | None = None
-        self.optimizer: Any = None
-        self.step = 0
-        self.total_steps = 0
-        self.batch_size = 0
-        self.param_groups: list[list[str]] = []
+
+    # -- extension points ----------------------------------------------------------------------
+    def prepare(self) -> None:
+        """First thing of a run: a distributed trainer joins its process group here and sets
+        :attr:`rank` and :attr:`world_size`."""
+
+    def finish(self) -> None:
+        """Last thing of a run, also after an error (leave the process group)."""
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network trains: the ``device`` option, else CUDA where it exists."""
+        if self.options["device"]:
+            return torch.device(self.options["device"])
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    @property
+    def is_writer(self) -> bool:
+        """Whether this process writes files (network, checkpoints, logs, plots): rank 0."""
+        return self.rank == 0
+
+    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum of ``tensor`` over ranks."""
+        return tensor
+
+    def all_gather_object(self, obj: Any) -> list:
+        """Every rank's ``obj``, in rank order."""
+        return [obj]
+
+    def broadcast_tensors(self, tensors: Sequence[torch.Tensor]) -> None:
+        """Give every rank rank 0's values of ``tensors`` (in place)."""
+
+    def reduce_gradients(self) -> None:
+        """Between backward and the optimizer step: a distributed trainer sums the gradients,
+        weighted by each rank's share of the global batch, over ranks."""
+
+    def should_stop(self, elapsed_s: float) -> bool:
+        """Whether to end the run after this step (``max_seconds``); all ranks agree, so they
+        stop at the same step."""
+        limit = self.options["max_seconds"]
+        if not limit:
+            return False
+        return float(self.all_reduce(torch.tensor([float(elapsed_s > limit)]))[0]) > 0
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of ``step`` (a distributed trainer adds scaling and warm-up)."""
+        o = self.options
+        return polynomial_decay(step, self.total_steps, o["lr"], o["lr_end"], o["lr_decay_power"])
 
     # -- per step ------------------------------------------------------------------------------
     def train_step(self, batch: Batch) -> float:
-        """One optimisation step on a batch; returns the (reduced) loss."""
-        self.grow(batch)
+        """One optimisation step on this rank's slice of the global batch; returns the loss
+        over the global batch."""
+        self.local_batch_size = batch.size
+        self.global_batch_size = self.grow(batch.sites(), batch.size)
         self.set_lr(self.current_lr())
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.network.loss(batch)
-        loss.backward()
-        self.after_backward()
+        loss = self.network.loss(batch) if batch.sub_batches else None
+        if loss is not None:
+            loss.backward()
+        self.reduce_gradients()
         self.optimizer.step()
         self.step += 1
-        return self.reduce_loss(float(loss.detach()))
-
-    def after_backward(self) -> None:
-        """Between backward and the optimizer step: a distributed trainer calls
-        :meth:`fill_missing_gradients` and all-reduces the gradients here."""
+        return self.reduce_loss(float(loss.detach()) if loss is not None else 0.0)
 
     def reduce_loss(self, loss: float) -> float:
-        """The loss to log; a distributed trainer averages it over ranks."""
-        return loss
+        """The mean loss over the global batch (from each rank's mean over its slice)."""
+        if self.world_size == 1:
+            return loss
+        total = self.all_reduce(torch.tensor([loss * self.local_batch_size,
+                                              float(self.local_batch_size)], dtype=torch.float64))
+        return float(total[0] / total[1])
 
-    def fill_missing_gradients(self) -> None:
-        """Zero gradients for parameters this step did not touch (addresses absent from the
-        minibatch), so that every rank all-reduces the same list of tensors."""
-        for p in self.network.parameters():
-            if p.grad is None and p.requires_grad:
-                p.grad = torch.zeros_like(p)
-
-    def grow(self, batch: Batch) -> None:
-        """Layers for addresses met for the first time become a new optimizer parameter group
-        (earlier groups keep their optimizer state)."""
-        known = set(self.network.address_ids)
-        sites = [(a, *info) for a, info in batch.sites().items()]
-        new_sites = [s for s in sites if s[0] not in known]
-        params = self.network.ensure_sites(sites)
-        if params:
-            self.add_param_group([n for s in new_sites for n in
-                                  self.network.site_parameter_names(s[0])])
+    def grow(self, sites: dict[str, tuple], local_size: int = 0) -> int:
+        """Layers for addresses new to *any* rank (``sites`` as :meth:`Batch.sites`), built on
+        every rank in sorted order and initialised from rank 0; each group of new layers
+        becomes an optimizer parameter group (earlier groups keep their state). Returns the
+        sum of ``local_size`` over ranks (the global batch size)."""
+        net = self.network
+        new_here = {}
+        for address, info in sites.items():
+            i = net.address_ids.get(address)
+            # A known finite address whose support grew goes through ensure_sites too, so that
+            # every rank raises the same error instead of one rank waiting for the others.
+            if i is None or (info[1] == "finite" and info[3] > net.sites[i][4]):
+                new_here[address] = info
+        counts = self.all_reduce(torch.tensor([float(local_size), float(len(new_here))],
+                                              dtype=torch.float64))
+        if counts[1] > 0:
+            merged: dict[str, tuple] = {}
+            for part in self.all_gather_object(new_here):
+                for address, info in part.items():
+                    if address not in merged or info[3] > merged[address][3]:
+                        merged[address] = info
+            unknown = [a for a in sorted(merged) if a not in net.address_ids]
+            params = net.ensure_sites([(a, *merged[a]) for a in sorted(merged)])
+            self.broadcast_tensors(params)
+            if params and self.optimizer is not None:
+                self.add_param_group([n for a in unknown for n in net.site_parameter_names(a)])
+        return int(counts[0])
 
     def add_param_group(self, names: list[str]) -> None:
         named = dict(self.network.named_parameters())
@@ -346,14 +320,14 @@ class Trainer:
     def current_lr(self) -> float:
         return self.lr_at(self.step)
 
-    def lr_at(self, step: int) -> float:
-        """The learning rate of ``step`` (a distributed trainer adds scaling and warm-up)."""
-        o = self.options
-        return polynomial_decay(step, self.total_steps, o["lr"], o["lr_end"], o["lr_decay_power"])
-
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+
+    def fit_normalizer(self, batch: Batch) -> None:
+        """Each observation's mean and stddev over the whole global batch ``batch`` is a
+        slice of."""
+        self.network.set_normalizer(self.all_reduce(self.network.observation_moments(batch)))
 
     def validation_loss(self, batch: Batch) -> float:
         """Loss on held-out traces (trace types whose addresses all have layers)."""
@@ -373,47 +347,76 @@ class Trainer:
               num_traces: int | None = None, steps: int | None = None, batch_size: int = 64,
               resume: bool = True, **options: Any) -> TrainingResult:
         """Train ``network`` on ``data`` (a simulator for online training, a dataset or its
-        path, or a data source) for ``steps`` steps or ``num_traces`` traces.
+        path, or a data source) for ``steps`` steps or ``num_traces`` traces of minibatches of
+        ``batch_size`` (the global minibatch, over all ranks).
 
         With ``resume`` and a checkpoint in ``output_dir``, training continues from it exactly
-        (same later batches, same optimizer state, same losses).
+        (same later batches, same optimizer state, same losses), on any number of ranks.
         """
-        unknown = set(options) - set(self.defaults)
-        if unknown:
-            raise ConfigError(f"unknown trainer option(s) {sorted(unknown)}")
+        self._check_options(options)
         self.options = {**self.options, **options}
         o = self.options
         if (steps is None) == (num_traces is None):
             raise ConfigError("give exactly one of steps and num_traces")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
-        self.total_steps = int(steps) if steps is not None else math.ceil(num_traces / batch_size)
-        self.batch_size = int(batch_size)
         if o["num_threads"]:
             torch.set_num_threads(int(o["num_threads"]))
-        out = Path(output_dir)
+        self.prepare()
+        try:
+            if batch_size < self.world_size:
+                raise ConfigError(f"batch_size ({batch_size}) must be at least the number of "
+                                  f"ranks ({self.world_size})")
+            self.total_steps = (int(steps) if steps is not None
+                                else math.ceil(num_traces / batch_size))
+            self.batch_size = int(batch_size)
+            source = as_source(data, o["seed"], o["prior_inflation"], o["validation_size"],
+                               self.rank, self.world_size, o["traces_per_seed"],
+                               o["bucket_window"])
+            try:
+                return self._run(network, source, Path(output_dir), resume)
+            finally:
+                if source is not data:
+                    source.close()
+        finally:
+            self.finish()
+
+    def _run(self, network: ProposalNetwork, source: Any, out: Path,
+             resume: bool) -> TrainingResult:
+        o = self.options
         out.mkdir(parents=True, exist_ok=True)
-        source = as_source(data, o["seed"], o["prior_inflation"], o["validation_size"])
-        self.network = network
+        self.output_dir = out
+        self.network = network.to(self.device)
         self.source = source
         torch.manual_seed(o["seed"])
         self.step = 0
         self.param_groups = []
+        self.optimizer = None
         losses: list[float] = []
         validation: list[tuple[int, float]] = []
         checkpoint = out / CHECKPOINT
-        resumed_from = 0
-        if resume and checkpoint.exists():
+        self.resumed_from = 0
+        if self.all_gather_object(bool(resume and checkpoint.exists()))[0]:
             losses, validation = self.load_checkpoint(checkpoint)
-            resumed_from = self.step * self.batch_size
+            self.resumed_from = self.step * self.batch_size
             log.info("resuming training from step %d", self.step)
         else:
-            if o["prescan_traces"] and hasattr(source, "prescan_traces"):
-                network.prescan(source.prescan_traces(int(o["prescan_traces"])))
+            if hasattr(source, "prescan_sites"):
+                self.grow(source.prescan_sites(int(o["prescan_traces"])))
+            # Every rank starts from rank 0's network (initial weights, layers of addresses).
+            sizes = self.all_gather_object(len(network.sites))
+            if len(set(sizes)) != 1:
+                raise ConfigError(f"ranks hold different numbers of address layers {sizes}: "
+                                  f"every rank must start from the same network")
+            self.broadcast_tensors(list(network.state_dict().values()))
             self.optimizer = make_optimizer(o["optimizer"], network.parameters(), o["lr"],
                                             o["momentum"], o["weight_decay"], o["larc"],
                                             o["larc_trust_coefficient"])
             self.param_groups = [[n for n, _ in network.named_parameters()]]
+        batch = None
+        if not bool(network.normalizer_ready):
+            batch = source.batch(self.step, self.batch_size)
+            self.fit_normalizer(batch)
         validation_batch = None
         if o["validation_size"]:
             validation_batch = source.validation_batch(int(o["validation_size"]))
@@ -421,47 +424,43 @@ class Trainer:
         network.train()
         started = time.perf_counter()
         pending: list[float] = []
-        with Progress(self.total_steps * self.batch_size, "training", o["progress"]) as bar:
+        progress = o["progress"] if self.is_writer else False
+        with Progress(self.total_steps * self.batch_size, "training", progress) as bar:
             bar.update(self.step * self.batch_size)
             while self.step < self.total_steps:
-                batch = source.batch(self.step, self.batch_size)
-                if not bool(network.normalizer_ready):
-                    network.fit_normalizer(batch)
+                if batch is None:
+                    batch = source.batch(self.step, self.batch_size)
                 loss = self.train_step(batch)
+                batch = None
                 losses.append(loss)
-                network.traces_trained += batch.size
+                network.traces_trained += self.global_batch_size
                 pending.append(loss)
-                bar.update(batch.size)
+                bar.update(self.global_batch_size)
+                bar.show(loss=float(np.mean(pending)), lr=self.lr_at(self.step - 1))
                 if validation_batch is not None and self.step % o["validation_interval"] == 0:
                     validation.append((self.step, self.validation_loss(validation_batch)))
-                if self.step % o["log_interval"] == 0 or self.step == self.total_steps:
-                    bar.show(loss=float(np.mean(pending)))
+                stop = self.should_stop(time.perf_counter() - started)
+                if stop:
+                    log.info("stopping after %.1f s (max_seconds) at step %d",
+                             time.perf_counter() - started, self.step)
+                if self.step % o["log_interval"] == 0 or self.step == self.total_steps or stop:
                     self._write_csv(out, losses, validation, rows_since=len(pending))
                     pending = []
-                if self.step % o["checkpoint_interval"] == 0 or self.step == self.total_steps:
+                if (self.step % o["checkpoint_interval"] == 0 or self.step == self.total_steps
+                        or stop):
                     self.save_checkpoint(checkpoint, losses, validation)
-                if o["max_seconds"] and time.perf_counter() - started > o["max_seconds"]:
-                    log.info("stopping after %.1f s (max_seconds)", time.perf_counter() - started)
-                    if pending:
-                        self._write_csv(out, losses, validation, rows_since=len(pending))
-                    self.save_checkpoint(checkpoint, losses, validation)
+                if stop:
                     break
         wall = time.perf_counter() - started
-        network.eval()
+        network.to("cpu").eval()
         if self.is_writer:
             network.save(out / NETWORK)
             if o["plot"]:
                 self.plot(out / LOSS_PNG, losses, validation)
         return TrainingResult(network, out, self.step, self.step * self.batch_size, losses,
-                              validation, wall, resumed_from)
+                              validation, wall, self.resumed_from)
 
     # -- checkpoints ---------------------------------------------------------------------------
-    @property
-    def is_writer(self) -> bool:
-        """Whether this process writes files (the network, checkpoints, logs, plots); in a
-        distributed run, rank 0 only."""
-        return True
-
     def save_checkpoint(self, path: Path, losses: list[float],
                         validation: list[tuple[int, float]]) -> None:
         if not self.is_writer:

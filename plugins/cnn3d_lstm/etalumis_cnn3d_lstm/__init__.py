@@ -10,12 +10,11 @@ Importing this package does not import torch; the submodules do.
 
 __version__ = "0.1.0"
 
-__all__ = ["CNN3DEmbedding", "cnn3d", "DistributedTrainer", "ShardedDatasetSource",
-           "ShardedOnlineSource", "choose_backend", "init_distributed", "scaled_lr"]
+__all__ = ["CNN3DEmbedding", "cnn3d", "DistributedTrainer", "choose_backend",
+           "init_distributed", "scaled_lr"]
 
 _LAZY = {"CNN3DEmbedding": "embedding", "cnn3d": "embedding",
-         "DistributedTrainer": "distributed", "ShardedDatasetSource": "distributed",
-         "ShardedOnlineSource": "distributed", "choose_backend": "distributed",
+         "DistributedTrainer": "distributed", "choose_backend": "distributed",
          "init_distributed": "distributed", "scaled_lr": "distributed"}
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from etalumis_core.errors import ConfigError
+from etalumis_core import ConfigError
 
 DEFAULT_CHANNELS = ((64, 64), (128, 128, 128))
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}

@@ -17,9 +17,8 @@ from etalumis_core import models  # noqa: E402
 from etalumis_core.data import generate_dataset  # noqa: E402
 from etalumis_core.nn import Trainer  # noqa: E402
 
-from etalumis_cnn3d_lstm.distributed import (DistributedTrainer, ShardedDatasetSource,  # noqa: E402
-                                             balanced_cuts, choose_backend, detect_launch,
-                                             scaled_lr, split_range)
+from etalumis_cnn3d_lstm.distributed import (DistributedTrainer, choose_backend,  # noqa: E402
+                                             detect_launch, scaled_lr)
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -107,36 +106,6 @@ def test_a_two_rank_checkpoint_resumes_on_one_rank(two_ranks):
     assert len(rows[0]["per_rank_traces_per_s"].split()) == 2   # written during the 2-rank part
 
 
-def test_global_batches_are_bucketed_by_trace_type_and_independent_of_world_size(tmp_path):
-    ds = generate_dataset(models.make_poisson_mixture(), tmp_path / "d", 200, seed=1,
-                          chunk_size=200, progress=False)
-    one = ShardedDatasetSource(ds, seed=2)
-    for step in range(4):
-        ids = one.global_ids(step, 40)
-        types = ds.trace_type[ids]
-        assert np.all(np.diff(types) >= 0)          # sorted by trace type
-        slices = [ShardedDatasetSource(ds, seed=2, rank=r, num_ranks=3).batch(step, 40)
-                  for r in range(3)]
-        assert sum(b.size for b in slices) == 40
-        got = np.sort(np.concatenate([sb.trace_ids for b in slices for sb in b.sub_batches]))
-        assert np.array_equal(got, np.sort(ids))     # the ranks partition the global batch
-    # The same traces as the core's (unbucketed) source in each global batch.
-    from etalumis_core.nn import DatasetSource
-
-    core = DatasetSource(ds, seed=2)
-    for step in range(6):
-        ref = np.concatenate([sb.trace_ids for sb in core.batch(step, 40).sub_batches])
-        assert np.array_equal(np.sort(ref), np.sort(one.global_ids(step, 40)))
-    # A wider bucket window gives batches of fewer trace types, still one epoch of traces.
-    wide = ShardedDatasetSource(ds, seed=2, bucket_window=5)
-    def n_types(src):
-        return np.mean([len(np.unique(ds.trace_type[src.global_ids(s, 40)])) for s in range(5)])
-
-    assert n_types(wide) < n_types(one)
-    epoch = np.concatenate([wide.global_ids(s, 40) for s in range(5)])
-    assert np.array_equal(np.sort(epoch), np.arange(200))
-
-
 def test_linear_scaling_with_warmup():
     kw = dict(total_steps=100, lr=0.01, lr_end=0.0, power=1.0, batch_size=512,
               base_batch_size=64)
@@ -156,19 +125,3 @@ def test_launch_environment_and_backend():
         "launcher": "slurm", "rank": 5, "world_size": 6, "local_rank": 2}
     assert detect_launch({})["world_size"] == 1
     assert choose_backend("auto") == ("nccl" if torch.cuda.is_available() else "gloo")
-    assert [split_range(10, r, 3) for r in range(3)] == [(0, 3), (3, 6), (6, 10)]
-
-
-def test_slices_balance_lstm_passes_against_traces():
-    # 12 traces of one common type, then 4 rare types of one trace each (longer traces): the
-    # rank holding the rare types runs 4 LSTM passes, so it gets fewer traces.
-    types = np.array([0] * 12 + [1, 2, 3, 4])
-    lengths = np.array([10] * 12 + [20, 20, 20, 20])
-    cuts = balanced_cuts(types, lengths, 2)
-    assert cuts[0] == 0 and cuts[-1] == 16
-    assert 8 < cuts[1] <= 12
-    # every rank gets at least one trace, even with more ranks than trace types
-    cuts = balanced_cuts(np.zeros(5, dtype=int), np.full(5, 3), 5)
-    assert np.array_equal(cuts, np.arange(6))
-    cuts = balanced_cuts(np.array([0, 0, 0, 0, 0, 0, 7]), np.array([1] * 6 + [500]), 3)
-    assert np.all(np.diff(cuts) >= 1) and cuts[-1] == 7

@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 import etalumis_core as et  # noqa: E402
 from etalumis_core.errors import ConfigError  # noqa: E402
 from etalumis_core.nn import ProposalNetwork  # noqa: E402
+from etalumis_core.plugins import embedding_factory  # noqa: E402
 
 from etalumis_cnn3d_lstm.embedding import CNN3DEmbedding, cnn3d  # noqa: E402
 
@@ -76,13 +77,20 @@ def test_registered_proposal_builds_saves_and_reloads_a_network(tmp_path):
     torch.manual_seed(0)
     net = ProposalNetwork({"calorimeter": (35, 35, 20)}, simulator="toy_tau_decay",
                           embedding="cnn3d_lstm", embedding_options=options, embedding_dim=16,
-                          lstm_dim=16, plugins=plugins)
+                          lstm_dim=16, embeddings=embedding_factory)
     assert isinstance(net.observation_embedding, CNN3DEmbedding)
     net.save(tmp_path / "net.pt")
-    again = ProposalNetwork.load(tmp_path / "net.pt", simulator="toy_tau_decay")
+    again = ProposalNetwork.load(tmp_path / "net.pt", simulator="toy_tau_decay",
+                                 embeddings=embedding_factory)
     obs = {"calorimeter": np.random.default_rng(0).random((3, 35, 35, 20))}
     with torch.no_grad():
         torch.testing.assert_close(net.embed_observations(obs), again.embed_observations(obs))
+    # The IC engine, made through the registry, finds the architecture a network file names.
+    engine = plugins.engines.create("ic", network=str(tmp_path / "net.pt"))
+    assert isinstance(engine.network.observation_embedding, CNN3DEmbedding)
+    # Without a way to look names up, only the built-in architecture is known.
+    with pytest.raises(et.EtalumisError, match="'cnn3d_lstm' is not built in"):
+        ProposalNetwork.load(tmp_path / "net.pt")
 
 
 def test_every_config_option_is_accepted_by_its_factory():
