@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import table  # noqa: E402
 
 from etalumis_core import Controller  # noqa: E402
-from etalumis_core.progress import progress_bar  # noqa: E402
+from etalumis_core.progress import Progress  # noqa: E402
 from etalumis_core.simulator import run_traces  # noqa: E402
 from etalumis_pythia8_adapter import Pythia8TauSimulator  # noqa: E402
 
@@ -60,7 +60,7 @@ def run(traces: int, chi_traces: int, standalone: int, seed: int) -> dict:
         latents, randoms, loops, addresses, bases, types = [], [], [], set(), set(), Counter()
         controller = Controller(np.random.default_rng(seed), sample_missing_observations=True)
         start = time.perf_counter()
-        with progress_bar(total=total, desc="pythia8_tau prior traces") as bar:
+        with Progress(total, "pythia8_tau prior traces") as bar:
             for i, trace in enumerate(run_traces(sim, controller, total, report=bar.update)):
                 values = trace.values_by_name()
                 if i < chi_traces:
