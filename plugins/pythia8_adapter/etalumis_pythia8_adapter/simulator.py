@@ -143,9 +143,8 @@ class Pythia8TauSimulator(PPXSimulator):
     @cached_property
     def channels(self) -> list[dict]:
         """Pythia's tau decay table (index, branching ratio, products, name)."""
-        out = subprocess.run(self._base_command[:3] + [a for s in self.settings
-                                                      for a in ("--set", s)] + ["--list-channels"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(self._base_command + ["--list-channels"], capture_output=True,
+                             text=True, check=True).stdout
         return json.loads(out)
 
     def run_standalone(self, count: int, seed: int) -> dict:
