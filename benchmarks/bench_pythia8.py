@@ -2,7 +2,8 @@
 
 1. Throughput: prior traces/s of ``simulator=pythia8_tau`` over PPX (ipc, one front-end
    process) against the same decays (and calorimeter) run by Pythia alone with its own random
-   numbers, in one process, no PPX: the ratio is the cost of control.
+   numbers, in one process, no PPX: the ratio is the cost of control. A third run draws local
+   random numbers but computes every native-stack address, to separate addressing from PPX.
 2. The statistics the Etalumis study gave for Sherpa, here for Pythia, over N prior traces:
    distinct addresses (base and with instance), latent (controlled) variables per trace (mean,
    max), trace types, random numbers per decay and rejection-loop lengths (the most times one
@@ -77,15 +78,18 @@ def run(traces: int, chi_traces: int, standalone: int, seed: int) -> dict:
                 types[trace.trace_type_hash] += 1
         seconds = time.perf_counter() - start
         alone = sim.run_standalone(standalone, seed + 1)
+        addressed = sim.run_standalone(standalone, seed + 1, addressed=True)
     alone_counts = np.zeros(n_channels + 1, dtype=np.int64)
     for k, count in alone["channels"].items():
         alone_counts[int(k) if int(k) >= 0 else n_channels] += count
     latents, randoms, loops = (np.asarray(x) for x in (latents, randoms, loops))
     ppx_rate = total / seconds
     alone_rate = standalone / alone["seconds"]
+    addressed_rate = standalone / addressed["seconds"]
     return {
         "traces": traces, "seed": seed,
         "throughput": {"ppx_traces_per_s": ppx_rate, "pythia_alone_decays_per_s": alone_rate,
+                       "addressed_decays_per_s": addressed_rate,
                        "slowdown": alone_rate / ppx_rate, "ppx_traces": total,
                        "standalone_decays": standalone},
         "distinct_base_addresses": len(bases), "distinct_addresses": len(addresses),
@@ -118,6 +122,7 @@ def main() -> None:
     table("Pythia 8 tau decays: prior traces/s over PPX (ipc) vs Pythia alone",
           [("traces (decays)/s", t["ppx_traces_per_s"], None, "PPX, controlled"),
            ("decays/s, Pythia alone", t["pythia_alone_decays_per_s"], None, "own random numbers"),
+           ("decays/s, stack addresses, no PPX", t["addressed_decays_per_s"], None, "addressing"),
            ("cost of control (alone / PPX)", t["slowdown"], None, "x")])
     print(f"\nstatistics over {r['traces']} prior traces (Sherpa study: ~{SHERPA_LATENTS} latents)")
     for key in ("distinct_base_addresses", "distinct_addresses", "latents_per_trace",

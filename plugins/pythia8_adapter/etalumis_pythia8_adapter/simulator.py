@@ -147,10 +147,12 @@ class Pythia8TauSimulator(PPXSimulator):
                              text=True, check=True).stdout
         return json.loads(out)
 
-    def run_standalone(self, count: int, seed: int) -> dict:
+    def run_standalone(self, count: int, seed: int, addressed: bool = False) -> dict:
         """Pythia alone (its own random numbers, no PPX) on ``count`` taus: decay-mode counts
-        and wall time, the baseline of the cost of control."""
+        and wall time, the baseline of the cost of control. ``addressed``: local random numbers
+        that still get their native-stack addresses (the cost of addressing alone)."""
         args = self._base_command + ["--standalone", str(int(count)), "--seed", str(int(seed))]
+        args += ["--addressed"] if addressed else []
         done = subprocess.run(args, capture_output=True, text=True, check=True)
         return json.loads(done.stdout)
 

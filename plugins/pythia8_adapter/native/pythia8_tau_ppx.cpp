@@ -12,7 +12,7 @@
 //
 // Usage:
 //   pythia8_tau_ppx [--xmldoc DIR] [--set "Key = value"]... ADDRESS       serve PPX (REP, binds)
-//   pythia8_tau_ppx [--xmldoc DIR] --standalone N --seed S                 Pythia alone (JSON)
+//   pythia8_tau_ppx [--xmldoc DIR] --standalone N --seed S [--addressed]   Pythia alone (JSON)
 //   pythia8_tau_ppx [--xmldoc DIR] --list-channels                         the decay table (JSON)
 // ADDRESS defaults to $ETALUMIS_PPX_ADDRESS. The process exits when the engine whose pid is in
 // $ETALUMIS_PPX_ENGINE_PID is gone (no orphans).
@@ -180,13 +180,14 @@ std::string stack_address(void* const* frames, int n) {
 }
 
 // flat() as a PPX sample. Outside a trace (Pythia's init) it falls back on a fixed-seed
-// generator, so that start-up is deterministic and costs the engine nothing.
+// generator, so that start-up is deterministic and costs the engine nothing. Without a channel
+// it addresses every number and draws it locally (the benchmark's "addressing alone").
 class PPXRndmEngine : public Pythia8::RndmEngine {
  public:
-  explicit PPXRndmEngine(Channel* channel) : channel_(channel) {}
+  explicit PPXRndmEngine(Channel* channel, uint64_t seed = 20260601) : channel_(channel), local_(seed) {}
 
   double flat() override {
-    if (!in_trace_) return std::generate_canonical<double, 53>(startup_);
+    if (!in_trace_) return std::generate_canonical<double, 53>(local_);
     ++count_;
     void* frames[64];
     const int n = backtrace(frames, 64);
@@ -194,6 +195,7 @@ class PPXRndmEngine : public Pythia8::RndmEngine {
     std::string key(reinterpret_cast<const char*>(frames), n * sizeof(void*));
     auto it = addresses_.find(key);
     if (it == addresses_.end()) it = addresses_.emplace(std::move(key), stack_address(frames, n)).first;
+    if (channel_ == nullptr) return std::generate_canonical<double, 53>(local_);
     return channel_->uniform(it->second, "", 0.0, 1.0);
   }
 
@@ -205,7 +207,7 @@ class PPXRndmEngine : public Pythia8::RndmEngine {
   Channel* channel_;
   bool in_trace_ = false;
   long count_ = 0;
-  std::mt19937_64 startup_{20260601};
+  std::mt19937_64 local_;
   std::unordered_map<std::string, std::string> addresses_;
 };
 
@@ -398,8 +400,12 @@ int serve(const Setup& setup, const std::string& address) {
 
 // The same decays and calorimeter with Pythia's own random numbers: the baseline of the cost of
 // control, and Pythia's own decay-mode fractions.
-int standalone(const Setup& setup, long count, int seed) {
-  auto pythia = make_pythia(setup, nullptr, seed);
+// With ``addressed``, every random number also has its native-stack address computed (cached),
+// as under PPX: the part of the cost of control that is not the protocol.
+int standalone(const Setup& setup, long count, int seed, bool addressed) {
+  auto engine = addressed ? std::make_shared<PPXRndmEngine>(nullptr, seed) : nullptr;
+  auto pythia = make_pythia(setup, engine, seed);
+  if (engine) engine->begin_trace();
   std::mt19937_64 poisson_rng(seed);
   std::map<int, long> channels;
   auto start = std::chrono::steady_clock::now();
@@ -421,8 +427,8 @@ int standalone(const Setup& setup, long count, int seed) {
     for (double v : cal) checksum += v;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("{\"decays\": %ld, \"seed\": %d, \"seconds\": %.6f, \"energy\": %.6f, \"channels\": {", count, seed,
-              seconds, checksum);
+  std::printf("{\"decays\": %ld, \"seed\": %d, \"addressed\": %s, \"seconds\": %.6f, \"energy\": %.6f, "
+              "\"channels\": {", count, seed, addressed ? "true" : "false", seconds, checksum);
   bool first = true;
   for (const auto& kv : channels) {
     std::printf("%s\"%d\": %ld", first ? "" : ", ", kv.first, kv.second);
@@ -465,7 +471,7 @@ int main(int argc, char** argv) {
   std::string address = env_address ? env_address : "";
   long standalone_count = -1;
   int seed = 1;
-  bool channels = false;
+  bool channels = false, addressed = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -476,6 +482,7 @@ int main(int argc, char** argv) {
     else if (a == "--set") setup.settings.push_back(value());
     else if (a == "--standalone") standalone_count = std::atol(value().c_str());
     else if (a == "--seed") seed = std::atoi(value().c_str());
+    else if (a == "--addressed") addressed = true;
     else if (a == "--list-channels") channels = true;
     else if (!a.empty() && a[0] == '-') fail("unknown option " + a);
     else address = a;
@@ -490,7 +497,7 @@ int main(int argc, char** argv) {
 #endif
   }
   if (channels) return list_channels(setup);
-  if (standalone_count >= 0) return standalone(setup, standalone_count, seed);
+  if (standalone_count >= 0) return standalone(setup, standalone_count, seed, addressed);
   if (address.empty()) fail("no PPX address: pass one or set ETALUMIS_PPX_ADDRESS");
   return serve(setup, address);
 }
