@@ -151,3 +151,35 @@ def test_dataset_stores_a_long_trace(sim, tmp_path):
     data = generate_dataset(sim, tmp_path, num_traces=5, seed=0, chunk_size=1, progress=False)
     lengths = [len(r.samples) for r in data.records(range(5))]
     assert max(lengths) == lengths[4] > 10_000
+
+
+def test_front_end_exits_when_its_engine_is_killed(front_end):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    engine = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys\n"
+        "from etalumis_core import simulate\n"
+        "from etalumis_pythia8_adapter import Pythia8TauSimulator\n"
+        f"sim = Pythia8TauSimulator({str(front_end)!r})\n"
+        "simulate(sim, seed=1)\n"
+        "print(sim.pid, flush=True)\n"
+        "sys.stdin.read()\n")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    pid = int(engine.stdout.readline())
+    os.kill(engine.pid, signal.SIGKILL)  # no close(), no atexit: the front end is orphaned
+    engine.wait()
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().split(")")[-1].split()[0] == "Z":
+                return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("the front end outlived its engine by 10 s")
