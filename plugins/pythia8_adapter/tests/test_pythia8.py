@@ -183,3 +183,10 @@ def test_front_end_exits_when_its_engine_is_killed(front_end):
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
     raise AssertionError("the front end outlived its engine by 10 s")
+
+
+def test_a_missing_front_end_is_one_clear_error(tmp_path):
+    from etalumis_core import ConfigError
+
+    with pytest.raises(ConfigError, match="make pythia8"):
+        Pythia8TauSimulator(tmp_path / "pythia8_tau_ppx")
