@@ -22,7 +22,7 @@ from .engines import (Engine, ImportanceSampling, LightweightMH, RandomWalkMH,
                       SequentialMonteCarlo)
 from .engines.ic import InferenceCompilation
 from .errors import (ConfigError, EtalumisError, NonFiniteLogProbError, ObservationError,
-                     PluginError, ProtocolError, SimulatorError)
+                     PluginError, ProtocolError, SimulatorError, TraceTooLongError)
 from .executors import Executor, ProcessPoolExecutor, SerialExecutor
 from .hooks import hookimpl
 from .plugins import Plugins, load_plugins, make_plugin_manager
@@ -47,7 +47,7 @@ __all__ = [
     "Distribution", "Normal", "Uniform", "Categorical", "Poisson", "Bernoulli", "Beta",
     "Exponential", "Gamma", "LogNormal", "Binomial", "Weibull", "TruncatedNormal", "Mixture",
     "EtalumisError", "ObservationError", "NonFiniteLogProbError", "SimulatorError",
-    "ProtocolError", "PluginError", "ConfigError",
+    "TraceTooLongError", "ProtocolError", "PluginError", "ConfigError",
 ]
 
 # Loaded on first use: h5py and torch cost noticeable import time.

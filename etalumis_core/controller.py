@@ -14,10 +14,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import NonFiniteLogProbError, ObservationError
+from .errors import NonFiniteLogProbError, ObservationError, TraceTooLongError
 from .trace import FACTOR, OBSERVE, SAMPLE, TAG, Trace, Variable
 
 _isnan = math.isnan
+
+DEFAULT_MAX_CHOICES = 1_000_000
 
 
 def as_observation(value: Any) -> Any:
@@ -28,6 +30,21 @@ def as_observation(value: Any) -> Any:
         return float(value)
     array = np.asarray(value, dtype=np.float64)
     return float(array) if array.ndim == 0 else array
+
+
+def _check_finite(name: str, value: Any) -> None:
+    if not bool(np.all(np.isfinite(value))):
+        raise ObservationError(
+            f"observation {name!r} is not finite ({_summary(value)}): NaN and infinite values "
+            f"cannot be conditioned on; fix or drop them before inference")
+
+
+def _summary(value: Any) -> str:
+    if type(value) is float:
+        return repr(value)
+    bad = ~np.isfinite(value)
+    return f"{int(bad.sum())} of its {value.size} values, the first at index " \
+           f"{tuple(int(i) for i in np.argwhere(bad)[0])}"
 
 
 def _total(log_prob: Any) -> float:
@@ -48,18 +65,33 @@ class Controller:
         When an ``observe`` has no value (neither given by the simulator nor by name), draw it
         from its distribution (training-data generation and synthetic observations) instead of
         raising an error.
+
+    Observations given by name must be finite and have the shape of the distribution they are
+    observed under (its ``batch_shape``): numpy would otherwise broadcast a wrong shape into a
+    plausible-looking but wrong posterior. Every trace may record at most ``max_choices``
+    messages (samples, observes, tags, factors); :func:`~etalumis_core.simulator.run_trace` sets
+    it to the simulator's ``max_choices``, so a loop that never ends fails instead of filling
+    the memory.
     """
+
+    max_choices: int = DEFAULT_MAX_CHOICES
 
     def __init__(self, rng: np.random.Generator, observations: Mapping[str, Any] | None = None,
                  sample_missing_observations: bool = False) -> None:
         self.rng = rng
         self.observations = {k: as_observation(v) for k, v in (observations or {}).items()}
+        for name, value in self.observations.items():
+            _check_finite(name, value)
+        self._given = {k: (v, np.shape(v)) for k, v in self.observations.items()}
         self.sample_missing_observations = sample_missing_observations
         self.observed_names: set[str] = set()
-        self.start_trace()
+        self.traces_started = -1
+        self.start_trace()   # traces_started counts the traces begun since, from 1
 
     # -- per trace ---------------------------------------------------------------------------
     def start_trace(self) -> None:
+        self.traces_started += 1
+        self._choices_left = self.max_choices
         self._variables: list[Variable] = []
         self._counts: dict[str, int] = {}
         self._controlled: list[str] = []
@@ -73,10 +105,31 @@ class Controller:
                      tuple(self._controlled))
 
     def _address(self, base: str, kind: str) -> str:
+        left = self._choices_left - 1
+        self._choices_left = left
+        if left < 0:
+            self._too_many_choices()
         counts = self._counts
         n = counts.get(base, 0) + 1
         counts[base] = n
         return f"{base}__{kind}__{n}"
+
+    def _too_many_choices(self) -> None:
+        limit = len(self._variables)
+        base, count = max(self._counts.items(), key=lambda item: item[1])
+        raise TraceTooLongError(
+            f"a trace exceeded {limit:,} random choices, {count:,} of them at {base!r} "
+            f"(a loop that never ends, e.g. a rejection loop that never accepts?). If the "
+            f"simulator really needs more, raise the limit: PythonSimulator(..., "
+            f"max_choices=N), or the max_choices attribute of a Simulator subclass")
+
+    def describe_trace(self) -> str:
+        """Where the current trace comes from: its number and this controller's generator
+        (``chunk_rng(seed, *index)`` of the run's seed and the work item), to reproduce it."""
+        seed_seq = getattr(self.rng.bit_generator, "seed_seq", None)
+        entropy, key = getattr(seed_seq, "entropy", None), getattr(seed_seq, "spawn_key", ())
+        generator = f"chunk_rng({', '.join(map(str, (entropy, *key)))})"
+        return f"trace {self.traces_started} drawn from {generator} (the run's seed {entropy})"
 
     # -- the policy engines override ---------------------------------------------------------
     def propose(self, address: str, distribution: Any, name: str | None) -> tuple[Any, float | None, bool]:
@@ -104,12 +157,15 @@ class Controller:
                                         log_prob, log_q, reused))
         return value
 
-    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> None:
+    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> Any:
         address = self._address(base, distribution.name)
         if name is not None:
             self.observed_names.add(name)
-            if name in self.observations:
-                value = self.observations[name]
+            if name in self._given:
+                value, shape = self._given[name]
+                # _shape is batch_shape without the property call: this runs every observe.
+                if shape != distribution._shape:
+                    value = self._fit_shape(address, name, value, distribution)
         if value is None:
             if not self.sample_missing_observations:
                 known = ", ".join(sorted(self.observations)) or "none"
@@ -125,6 +181,20 @@ class Controller:
         self._log_likelihood += log_prob
         self._variables.append(Variable(OBSERVE, address, name, distribution, value, False,
                                         log_prob))
+        return value
+
+    def _fit_shape(self, address: str, name: str, value: Any, distribution: Any) -> Any:
+        """An observation whose shape differs from the distribution's only by dimensions of
+        size one (a remote simulator writing a scalar as ``[1]``) is reshaped; any other
+        difference would broadcast into a wrong likelihood, so it is refused."""
+        shape = distribution.batch_shape
+        given = self._given[name][1]
+        if tuple(d for d in given if d != 1) == tuple(d for d in shape if d != 1):
+            return np.reshape(value, shape) if shape else float(np.reshape(value, ()))
+        raise ObservationError(
+            f"observation {name!r} has shape {given}, but the observe statement "
+            f"at {address!r} observes a {distribution.name} of shape {distribution.batch_shape}; "
+            f"pass a value of shape {distribution.batch_shape}")
 
     def tag(self, base: str, value: Any, name: str | None) -> None:
         self._variables.append(Variable(TAG, self._address(base, "tag"), name, None, value,

@@ -35,6 +35,11 @@ requested traces, without duplicates, and equals the undisturbed run. :meth:`Das
 counts what was retried (``retried_tasks``, ``lost_attempts``, ``failed_attempts``); engines copy
 the counts of their run into ``posterior.metadata``.
 
+A trace that runs past ``timeout`` seconds kills its worker (see :class:`_Watchdog`): a Dask
+task cannot be interrupted, but its process can, and the item is then rerun like any item lost
+with its worker. When the scheduler gives up on an item, the run fails naming the item (and the
+trace that timed out, if one did).
+
 SLURM with dask-jobqueue
 ------------------------
 ::
@@ -74,7 +79,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
+import os
+import signal
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from typing import Any, Mapping, Sequence
@@ -84,7 +92,8 @@ import dask
 import distributed
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
-from .executors import Executor, Task
+from .errors import SimulatorError
+from .executors import DEFAULT_TIMEOUT, Executor, Task, run_item
 from .progress import Progress
 from .simulator import Simulator, SimulatorSpec, as_simulator
 
@@ -193,15 +202,96 @@ def _worker_cache() -> SimulatorCache:
     return cache
 
 
-def _run_item(item: Any, *, task: Task, token: str, payload: bytes) -> Any:
+def _run_item(item: Any, index: int, *, task: Task, token: str, payload: bytes,
+              timeout: float | None) -> Any:
     simulator = _worker_cache().get(token, payload)
     # Progress is reported by the client as whole items finish, so a rerun item never counts
-    # twice on the bar.
-    return task(simulator, item, _ignore)
+    # twice on the bar; the report callback only feeds the watchdog.
+    if timeout is None:
+        return run_item(task, simulator, item, index, _ignore)
+    watch = _watchdog.start(distributed.get_worker(), index, timeout)
+    try:
+        return run_item(task, simulator, item, index, watch.report)
+    finally:
+        _watchdog.stop(watch)
 
 
 def _ignore(n: int) -> None:
     pass
+
+
+TIMEOUT_TOPIC = "etalumis-timeout"
+
+
+class _Watch:
+    """One running work item, as the watchdog sees it."""
+
+    __slots__ = ("worker", "key", "index", "timeout", "beat", "done")
+
+    def __init__(self, worker: Any, index: int, timeout: float) -> None:
+        self.worker, self.index, self.timeout = worker, index, timeout
+        self.key = worker.get_current_task()
+        self.beat, self.done = time.monotonic(), 0
+
+    def report(self, n: int) -> None:
+        self.beat = time.monotonic()
+        self.done += n
+
+
+class _Watchdog:
+    """A thread per worker process that kills the worker when an item it runs has finished no
+    trace for its timeout. A Dask task cannot be interrupted; its process can. The nanny starts
+    a fresh worker and the scheduler reruns the item elsewhere, as for any lost worker (so up to
+    ``distributed.scheduler.allowed-failures`` times), from the item's own seed. A worker
+    without a nanny would not come back, so it is not killed: the hang is only logged."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[_Watch] = set()
+        self._thread: threading.Thread | None = None
+
+    def start(self, worker: Any, index: int, timeout: float) -> _Watch:
+        watch = _Watch(worker, index, timeout)
+        with self._lock:
+            self._running.add(watch)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="etalumis-watchdog",
+                                                daemon=True)
+                self._thread.start()
+        return watch
+
+    def stop(self, watch: _Watch) -> None:
+        with self._lock:
+            self._running.discard(watch)
+
+    def _loop(self) -> None:
+        warned: set[_Watch] = set()
+        while True:
+            with self._lock:
+                running = list(self._running)
+            time.sleep(min([1.0] + [w.timeout / 4 for w in running]))
+            now = time.monotonic()
+            for watch in running:
+                if now - watch.beat > watch.timeout and watch not in warned:
+                    warned.add(watch)
+                    self._stalled(watch)
+            with self._lock:
+                warned &= self._running
+
+    def _stalled(self, watch: _Watch) -> None:
+        what = (f"work item {watch.index}: trace {watch.done + 1} of the item ran longer than "
+                f"the executor's timeout of {watch.timeout:g} s")
+        if not getattr(watch.worker, "nanny", None):
+            log.error("%s; this worker has no nanny to restart it, so it is left running", what)
+            return
+        log.error("%s; killing this worker so that its nanny restarts it and the item is rerun",
+                  what)
+        watch.worker.log_event(TIMEOUT_TOPIC, {"key": str(watch.key), "done": watch.done})
+        time.sleep(0.5)   # for the event to reach the scheduler before the worker vanishes
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_watchdog = _Watchdog()
 
 
 KEY_PREFIX = "etalumis-"
@@ -263,8 +353,10 @@ class DaskExecutor(Executor):
         A running scheduler to connect to.
     n_workers, threads_per_worker, processes, memory_limit, dashboard_address:
         The local cluster built when no cluster is given (``n_workers`` defaults to the CPUs;
-        the dashboard takes a free port, so that concurrent runs, e.g. a multirun sweep, do not
-        clash: ``executor.client.dashboard_link`` says where).
+        the dashboard listens on the loopback interface only, on a free port, so that
+        concurrent runs, e.g. a multirun sweep, do not clash: ``executor.client.dashboard_link``
+        says where; ``dashboard_address=":8787"`` opens it to the network, ``None`` turns it
+        off).
     cluster, client:
         An existing cluster or client; the executor does not close them.
     cluster_class, cluster_options, scale:
@@ -272,6 +364,11 @@ class DaskExecutor(Executor):
         executor.
     retries:
         Extra attempts at a task that raised (a lost worker is handled by the scheduler).
+    timeout:
+        Seconds a trace may run (``None``: no limit). A worker whose item finishes no trace for
+        this long is killed; its nanny restarts it and the scheduler reruns the item from its
+        seed, as for any lost worker. Workers without a nanny (``processes=False``, ``dask
+        worker --no-nanny``) are not killed, only logged.
     wait_for_workers:
         Wait for this many workers before the first run (a batch cluster starting up).
     max_simulators:
@@ -285,12 +382,15 @@ class DaskExecutor(Executor):
                  scheduler_file: str | None = None, cluster: Any = None, client: Any = None,
                  cluster_class: str | None = None, cluster_options: Mapping[str, Any] | None = None,
                  scale: int | Mapping[str, Any] | None = None, wait_for_workers: int = 0,
-                 memory_limit: str | float | None = "auto", dashboard_address: str | None = ":0",
-                 max_simulators: int = 4) -> None:
+                 memory_limit: str | float | None = "auto",
+                 dashboard_address: str | None = "127.0.0.1:0", max_simulators: int = 4,
+                 timeout: float | None = DEFAULT_TIMEOUT) -> None:
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         if threads_per_worker < 1:
             raise ValueError(f"threads_per_worker must be >= 1, got {threads_per_worker}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be positive seconds or None, got {timeout!r}")
         self.address = address
         self.scheduler_file = scheduler_file
         self.n_workers = n_workers
@@ -304,6 +404,7 @@ class DaskExecutor(Executor):
         self.memory_limit = memory_limit
         self.dashboard_address = dashboard_address
         self.max_simulators = int(max_simulators)
+        self.timeout = float(timeout) if timeout is not None else None
         self._cluster = cluster
         self._client = client
         self._owns_cluster = False
@@ -398,8 +499,9 @@ class DaskExecutor(Executor):
         keys = [f"{KEY_PREFIX}{label}-{run}-{k}" for k in range(len(items))]
         position = {key: k for k, key in enumerate(keys)}
         pending = {future.key: future for future in
-                   client.map(_run_item, items, key=keys, pure=False, retries=self.retries,
-                              task=task, token=token, payload=payload)}
+                   client.map(_run_item, items, range(len(items)), key=keys, pure=False,
+                              retries=self.retries, task=task, token=token, payload=payload,
+                              timeout=self.timeout)}
         results: list = [None] * len(items)
         try:
             # Gathered in batches of whatever finished meanwhile: one round trip per batch
@@ -414,6 +516,9 @@ class DaskExecutor(Executor):
                     if progress is not None:
                         progress.update(weights[k])
                 del batch
+        except distributed.KilledWorker as error:
+            client.cancel(list(pending.values()))
+            raise self._lost(client, error, position) from None
         except BaseException:
             client.cancel(list(pending.values()))
             raise
@@ -422,6 +527,32 @@ class DaskExecutor(Executor):
             self._count_retries(client, keys)
         self._stats["tasks"] += len(items)
         return results
+
+    def _lost(self, client: distributed.Client, error: distributed.KilledWorker,
+              position: Mapping[str, int]) -> SimulatorError:
+        """The error for an item lost with its worker more often than the scheduler allows.
+        Items queued on a killed worker are lost with it: the item that timed out, if one
+        did, is the cause, whichever item the scheduler gave up on first."""
+        attempts = f"{error.allowed_failures + 1} times"
+        try:
+            events = client.get_events(TIMEOUT_TOPIC)
+        except Exception:   # a scheduler that keeps no events: say what is known
+            events = ()
+        keys = {str(key): k for key, k in position.items()}
+        timed_out = sorted((keys[msg["key"]], msg["done"]) for _, msg in events
+                           if msg.get("key") in keys)
+        if timed_out:
+            k, done = timed_out[0]
+            return SimulatorError(
+                f"work item {k}: trace {done + 1} of the item ran longer than the "
+                f"executor's timeout of {self.timeout:g} s, and its worker was killed and the "
+                f"item rerun, {attempts}. If the simulator's traces legitimately take that long, "
+                f"raise the timeout: DaskExecutor(timeout=...), or executor.params.timeout=... "
+                f"(null: no timeout)")
+        return SimulatorError(
+            f"work item {position.get(error.task, '?')} was lost with its worker {attempts}: the simulator crashes its "
+            f"worker process (see the workers' logs), or the workers run out of memory. "
+            f"distributed.scheduler.allowed-failures sets how often an item may be lost")
 
     def _count_retries(self, client: distributed.Client, keys: list[str]) -> None:
         if not self._counting:

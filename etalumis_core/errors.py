@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+__all__ = ["EtalumisError", "ObservationError", "NonFiniteLogProbError", "SimulatorError",
+           "TraceTooLongError", "ProtocolError", "SimulatorProtocolError", "PluginError",
+           "ConfigError"]
+
 
 class EtalumisError(Exception):
     """Base class of every error etalumis raises on purpose."""
@@ -17,6 +21,10 @@ class NonFiniteLogProbError(EtalumisError, ValueError):
 
 class SimulatorError(EtalumisError, RuntimeError):
     """A simulator failed, died or stalled."""
+
+
+class TraceTooLongError(EtalumisError, RuntimeError):
+    """A trace made more random choices than its simulator's ``max_choices`` allows."""
 
 
 class ProtocolError(EtalumisError, ValueError):

@@ -7,6 +7,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+__all__ = ["Progress"]
+
 
 class Progress:
     """A thin tqdm wrapper: ``update(n)`` and ``show(**stats)`` for rate, ESS, acceptance."""

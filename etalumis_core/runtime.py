@@ -33,7 +33,7 @@ class Handler(Protocol):
 
     def sample(self, base: str, distribution: Any, name: str | None, control: bool) -> Any: ...
 
-    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> None: ...
+    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> Any: ...
 
     def tag(self, base: str, value: Any, name: str | None) -> None: ...
 
@@ -56,8 +56,20 @@ def _enter_simulator(handler: Handler, fn: Any, args: tuple, kwargs: dict) -> An
     handlers.append(handler)
     try:
         return fn(*args, **kwargs)
+    except Exception as error:
+        _note_trace(error, handler)
+        raise
     finally:
         handlers.pop()
+
+
+def _note_trace(error: Exception, handler: Handler) -> None:
+    """Add which trace raised (and its seed, so it can be reproduced) to a simulator's
+    exception; a note travels with the exception out of worker processes."""
+    describe = getattr(handler, "describe_trace", None)
+    if describe is not None and not getattr(error, "_etalumis_noted", False):
+        error.add_note(f"raised by {describe()}")
+        error._etalumis_noted = True  # type: ignore[attr-defined]
 
 
 _BOUNDARY = _enter_simulator.__code__
@@ -96,14 +108,16 @@ def sample(distribution: Any, name: str | None = None, address: str | None = Non
 
 
 def observe(distribution: Any, value: Any = None, name: str | None = None,
-            address: str | None = None) -> None:
+            address: str | None = None) -> Any:
     """Condition on ``value`` under ``distribution``; with ``value=None`` the engine supplies the
-    value observed under ``name``."""
+    value observed under ``name``. Returns the value conditioned on (drawn from
+    ``distribution`` when a forward run simulates the observation), or None where the engine
+    does not say (outside any engine; a simulator served over PPX)."""
     handlers = _state.handlers
     if not handlers:
-        return
+        return None
     base = address if address is not None else call_site_address(1)
-    handlers[-1].observe(base, distribution, value, name)
+    return handlers[-1].observe(base, distribution, value, name)
 
 
 def tag(value: Any, name: str, address: str | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from .controller import Controller
+from .controller import DEFAULT_MAX_CHOICES, Controller
 from .errors import SimulatorError
 from .runtime import run_with_handler
 from .trace import Trace
@@ -16,12 +16,15 @@ class Simulator:
     Subclasses implement :meth:`run`. ``observations`` declares the names the simulator observes
     and their shapes (``()`` for scalars), which the conformance suite and the CLI rely on.
     ``restartable`` simulators (remote processes) may fail a trace with :class:`SimulatorError`
-    and be asked to run it again.
+    and be asked to run it again. A trace may make at most ``max_choices`` random choices
+    (samples, observes, tags, factors), so that a loop that never ends fails with
+    :class:`~etalumis_core.errors.TraceTooLongError` instead of filling the memory.
     """
 
     name: str = "simulator"
     observations: Mapping[str, tuple] = {}
     restartable: bool = False
+    max_choices: int = DEFAULT_MAX_CHOICES
 
     def run(self, controller: Controller) -> Any:
         """Run one trace, sending every message to ``controller``; return the result."""
@@ -56,7 +59,7 @@ class PythonSimulator(Simulator):
 
     def __init__(self, fn: Callable[..., Any] | None = None, name: str | None = None,
                  observations: Mapping[str, tuple] | None = None, args: tuple = (),
-                 kwargs: Mapping[str, Any] | None = None) -> None:
+                 kwargs: Mapping[str, Any] | None = None, max_choices: int | None = None) -> None:
         fn = fn if fn is not None else getattr(self, "forward", None)
         if fn is None or not callable(fn):
             raise TypeError("PythonSimulator needs a function, or a subclass with forward()")
@@ -66,6 +69,8 @@ class PythonSimulator(Simulator):
             self.observations = dict(observations)
         self.args = tuple(args)
         self.kwargs = dict(kwargs or {})
+        if max_choices is not None:
+            self.max_choices = int(max_choices)
 
     def run(self, controller: Controller) -> Any:
         return run_with_handler(controller, self.fn, self.args, self.kwargs)
@@ -86,6 +91,7 @@ def as_simulator(simulator: Any) -> Simulator:
 def run_trace(simulator: Simulator, controller: Controller, retries: int = 0) -> Trace:
     """Run one trace. A restartable simulator that fails is asked again, up to ``retries``
     times, from the same random state, so that a retried trace equals the undisturbed one."""
+    controller.max_choices = simulator.max_choices
     if not simulator.restartable:
         controller.start_trace()
         return controller.end_trace(simulator.run(controller))

@@ -233,3 +233,65 @@ def test_worker_cache_keeps_one_simulator_per_spec_and_thread(tmp_path):
     assert a.closed and other[0].closed and not b.closed and len(cache) == 1
     cache.teardown(worker=None)
     assert b.closed and len(cache) == 0
+
+
+def test_the_dashboard_listens_on_loopback_only():
+    import psutil
+
+    with DaskExecutor(n_workers=1) as executor:
+        port = int(executor.client.dashboard_link.split(":")[2].split("/")[0])
+        listening = [c.laddr.ip for c in psutil.Process().net_connections(kind="tcp")
+                     if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+    assert listening and set(listening) <= {"127.0.0.1"}, listening
+
+
+class Hangs(Gaussian):
+    """Hangs on its ``at``-th trace: once across the whole cluster, or every time."""
+
+    def __init__(self, marker: str, at: int, always: bool = False) -> None:
+        super().__init__()
+        self.marker, self.at, self.always = marker, at, always
+
+    def run(self, controller):
+        if self.traces + 1 == self.at and (self.always or _claim(self.marker)):
+            import time
+
+            time.sleep(120)
+        return super().run(controller)
+
+
+def test_a_trace_past_the_timeout_kills_its_worker_and_is_rerun(reference, tmp_path):
+    marker = tmp_path / "hung"
+    spec = SimulatorSpec(Hangs, {"marker": str(marker), "at": 30}, name="gaussian")
+    with DaskExecutor(n_workers=2, timeout=1.0) as executor:
+        posterior = _importance(spec, executor)
+    assert marker.exists(), "no trace hung"
+    _assert_same(posterior, reference)
+    assert posterior.metadata["lost_attempts"] >= 1
+
+
+def test_a_trace_that_always_hangs_fails_clearly(tmp_path):
+    import dask
+
+    spec = SimulatorSpec(Hangs, {"marker": str(tmp_path / "hung"), "at": 10, "always": True},
+                         name="gaussian")
+    # The scheduler reads allowed-failures when it starts: one rerun, then the item fails.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        executor = DaskExecutor(n_workers=1, timeout=1.0)
+    with executor, pytest.raises(et.SimulatorError, match=(
+            r"work item 0: trace 10 of the item ran longer than the executor's timeout of 1 s, "
+            r"and its worker was killed and the item rerun, 2 times. .*DaskExecutor\(timeout")):
+        _importance(spec, executor)
+
+
+def _raises(simulator, item, report):
+    if item == 1:
+        raise ZeroDivisionError("no")
+    return item
+
+
+def test_a_simulator_exception_names_its_work_item():
+    with DaskExecutor(n_workers=1, retries=0) as executor:
+        with pytest.raises(et.SimulatorError, match=r"work item 1: the simulator raised "
+                                                    r"ZeroDivisionError: no"):
+            executor.map(_raises, [0, 1], SimulatorSpec(models.make_gaussian))

@@ -2,6 +2,7 @@
 
 import functools
 import os
+import re
 import time
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 import etalumis_core as et
 from etalumis_core import SimulatorSpec
-from etalumis_core.models import make_gaussian
+from etalumis_core.models import gaussian_unknown_mean, make_gaussian
 
 OBS = {"obs0": 8.0, "obs1": 9.0}
 
@@ -73,3 +74,89 @@ def test_a_run_without_an_executor_closes_what_it_built():
     et.infer(SimulatorSpec(_Counted, name="counted"), observe={"y": 1.0}, engine="smc",
              num_traces=20, seed=0)
     assert len(_Counted.built) == 1 and _Counted.closed == _Counted.built
+
+
+# -- traces that never end, simulators that raise ----------------------------------------------
+
+def _claim(marker: str) -> bool:
+    """True for exactly one caller across all processes: the first attempt."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+class _Sleeps(et.PythonSimulator):
+    """The Gaussian model, whose ``at``-th trace on a worker hangs: once across all workers
+    (``marker``), or every time."""
+
+    def __init__(self, marker: str, at: int, always: bool = False) -> None:
+        super().__init__(gaussian_unknown_mean, name="gaussian",
+                         observations={"obs0": (), "obs1": ()})
+        self.marker, self.at, self.always, self.traces = marker, at, always, 0
+
+    def run(self, controller):
+        self.traces += 1
+        if self.traces == self.at and (self.always or _claim(self.marker)):
+            time.sleep(120)
+        return super().run(controller)
+
+
+def test_a_trace_past_the_timeout_is_killed_and_rerun_from_its_seed(tmp_path):
+    spec = SimulatorSpec(_Sleeps, {"marker": str(tmp_path / "slept"), "at": 30})
+    run = dict(observe=OBS, num_traces=240, seed=4, chunk_size=20, progress=False)
+    reference = et.infer(SimulatorSpec(make_gaussian), **run)
+    started = time.monotonic()
+    # 2 s: far above a Gaussian trace even on a busy machine, so only the hang times out.
+    with et.ProcessPoolExecutor(num_workers=2, timeout=2.0, retries=1) as pool:
+        posterior = et.infer(spec, executor=pool, **run)
+    assert (tmp_path / "slept").exists(), "no trace hung"
+    assert time.monotonic() - started < 60
+    assert posterior.log_weights.tobytes() == reference.log_weights.tobytes()
+    assert posterior.marginal("mu").values.tobytes() == reference.marginal("mu").values.tobytes()
+    assert posterior.metadata["timed_out_attempts"] == 1
+    assert posterior.metadata["retried_tasks"] == 1
+
+
+def test_a_trace_that_always_hangs_fails_clearly_after_the_retries(tmp_path):
+    spec = SimulatorSpec(_Sleeps, {"marker": str(tmp_path / "slept"), "at": 10, "always": True})
+    with et.ProcessPoolExecutor(num_workers=1, timeout=1.0, retries=1) as pool:
+        with pytest.raises(et.SimulatorError, match=(
+                r"work item 0: trace 10 of the item ran longer than the executor's timeout of "
+                r"1 s on all 2 attempts .* ProcessPoolExecutor\(timeout=...\)")):
+            et.infer(spec, observe=OBS, num_traces=40, seed=0, chunk_size=20, executor=pool,
+                     progress=False)
+
+
+def _fails_on_a_large_draw():
+    x = et.sample(et.Normal(0.0, 1.0), name="x")
+    if x > 1.5:
+        raise ValueError("boom")
+    et.observe(et.Normal(x, 1.0), name="y")
+
+
+def test_a_simulator_exception_in_a_pool_names_the_item_trace_and_seed():
+    with et.ProcessPoolExecutor(num_workers=1) as pool:
+        with pytest.raises(et.SimulatorError, match=re.escape(
+                "work item 0: the simulator raised ValueError: boom (raised by trace 4 drawn "
+                "from chunk_rng(3, 0) (the run's seed 3))")):
+            et.infer(_fails_on_a_large_draw, observe={"y": 1.0}, num_traces=200, seed=3,
+                     chunk_size=50, executor=pool, progress=False)
+
+
+def test_timeouts_are_checked():
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        et.ProcessPoolExecutor(timeout=0)
+
+
+def test_the_pool_is_configured_with_its_timeout():
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "executor" / "process.yaml"
+    params = yaml.safe_load(conf.read_text())["params"]
+    assert params["timeout"] == 600 and params["retries"] == 2
+    inspect.signature(et.ProcessPoolExecutor).bind(**params)

@@ -9,6 +9,7 @@ import pytest
 
 import etalumis_core as et
 from etalumis_core.controller import Controller
+from etalumis_core.seeding import chunk_rng
 
 
 def helper(scale):
@@ -95,3 +96,102 @@ def test_uncontrolled_samples_are_recorded_but_not_part_of_the_trace_type():
     assert len(trace.samples()) == 2
     assert len(trace.trace_type) == 1
     assert trace.log_prior == pytest.approx(sum(v.log_prob for v in trace.samples()))
+
+
+# -- observations that cannot be right ---------------------------------------------------------
+
+def test_an_observation_of_the_wrong_shape_is_refused():
+    """numpy would broadcast [8, 1] against a scalar Normal into a wrong posterior."""
+    from etalumis_core.models import gaussian_unknown_mean
+
+    with pytest.raises(et.ObservationError, match=(
+            r"observation 'obs0' has shape \(2,\), but the observe statement at "
+            r"'gaussian_unknown_mean\+5__Normal__1' observes a Normal of shape \(\)")):
+        et.infer(gaussian_unknown_mean, observe={"obs0": [8.0, 1.0], "obs1": 9.0},
+                 num_traces=10, seed=0, progress=False)
+
+    def vector():
+        mu = et.sample(et.Normal(0.0, 1.0), name="mu")
+        et.observe(et.Normal(np.full(3, mu), 1.0), name="y")
+
+    with pytest.raises(et.ObservationError, match=r"shape \(2, 3\).*Normal of shape \(3,\)"):
+        et.infer(vector, observe={"y": np.zeros((2, 3))}, num_traces=10, seed=0, progress=False)
+    # Dimensions of size one (a remote simulator's scalar written as [1]) are not a mistake.
+    as_float = et.infer(gaussian_unknown_mean, observe={"obs0": 8.0, "obs1": 9.0},
+                        num_traces=50, seed=1, progress=False)
+    as_vector = et.infer(gaussian_unknown_mean, observe={"obs0": [8.0], "obs1": [[9.0]]},
+                         num_traces=50, seed=1, progress=False)
+    assert as_vector.log_weights.tobytes() == as_float.log_weights.tobytes()
+
+
+@pytest.mark.parametrize("value, detail", [
+    (float("nan"), r"\(nan\)"),
+    (np.inf, r"\(inf\)"),
+    ([1.0, -np.inf, np.nan], r"\(2 of its 3 values, the first at index \(1,\)\)"),
+])
+def test_a_non_finite_observation_is_refused_as_such(value, detail):
+    with pytest.raises(et.ObservationError, match=rf"observation 'y' is not finite {detail}"):
+        Controller(np.random.default_rng(0), {"y": value})
+
+
+# -- simulators that never end --------------------------------------------------------------
+
+def never_accepts():
+    while True:   # a rejection loop whose condition cannot hold
+        x = et.sample(et.Uniform(0.0, 1.0))
+        if x > 1.0:
+            return x
+
+
+def test_a_trace_that_never_ends_fails_at_the_limit_naming_the_loop():
+    simulator = et.PythonSimulator(never_accepts, max_choices=1000)
+    with pytest.raises(et.TraceTooLongError, match=(
+            r"exceeded 1,000 random choices, 1,000 of them at 'never_accepts\+2' .*"
+            r"max_choices=N")):
+        et.infer(simulator, observe={}, num_traces=1, seed=0, progress=False)
+
+    def long_but_finite():
+        return sum(et.sample(et.Uniform(0.0, 1.0)) for _ in range(1500))
+
+    controller = Controller(np.random.default_rng(0))
+    with pytest.raises(et.TraceTooLongError):
+        et.run_trace(et.PythonSimulator(long_but_finite, max_choices=1499), controller)
+    simulator = et.PythonSimulator(long_but_finite, max_choices=1500)
+    assert len(et.run_trace(simulator, controller).variables) == 1500
+
+
+def test_an_endless_loop_stops_at_the_default_limit_in_bounded_memory():
+    """Without a limit this loop grew past 569 MB in 12 s and kept growing."""
+    code = textwrap.dedent(f"""
+        import importlib.util, resource
+        import etalumis_core as et
+        spec = importlib.util.spec_from_file_location("t", {__file__!r})
+        t = importlib.util.module_from_spec(spec); spec.loader.exec_module(t)
+        try:
+            et.infer(t.never_accepts, observe={{}}, num_traces=1, seed=0, progress=False)
+        except et.TraceTooLongError as error:
+            print(error)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)   # KiB on Linux
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    message, max_rss_kib = out.stdout.strip().split("\n")
+    assert "exceeded 1,000,000 random choices" in message
+    assert int(max_rss_kib) < 1024 ** 2, f"peak memory {int(max_rss_kib) / 1024:.0f} MiB"
+
+
+def test_a_simulator_exception_names_the_trace_and_its_seed():
+    def fails_on_a_large_draw():
+        x = et.sample(et.Normal(0.0, 1.0), name="x")
+        if x > 1.5:
+            raise ValueError("boom")
+        et.observe(et.Normal(x, 1.0), name="y")
+
+    with pytest.raises(ValueError, match="boom") as info:
+        et.infer(fails_on_a_large_draw, observe={"y": 1.0}, num_traces=200, seed=3,
+                 chunk_size=50, progress=False)
+    # Reproducible from the note alone: the 4th draw of chunk_rng(3, 0) is the first above 1.5.
+    assert info.value.__notes__ == ["raised by trace 4 drawn from chunk_rng(3, 0) "
+                                    "(the run's seed 3)"]
+    draws = chunk_rng(3, 0).normal(size=4)
+    assert draws[3] > 1.5 and (draws[:3] <= 1.5).all()

@@ -5,8 +5,11 @@
 * :class:`PPXSimulator` -- the engine side: a simulator process behind a ZeroMQ REQ socket, as an
   etalumis :class:`~etalumis_core.simulator.Simulator` that never hangs and restarts on failure.
 * :func:`serve` -- the simulator side: any etalumis simulator behind a ZeroMQ REP socket.
+* :class:`AddressDictionary` -- compact, stable addresses for the long call-stack addresses of
+  native simulators (:mod:`~etalumis_core.ppx.addresses`).
 """
 
+from .addresses import AddressDictionary, make_alias, split_frames
 from .engine import PPXSimulator, free_ipc_address, free_tcp_address
 from .server import DEFAULT_ADDRESS, serve
 from .wire import (DISTRIBUTION_TYPES, MESSAGE_TYPES, Handshake, HandshakeResult, Message,
@@ -18,5 +21,5 @@ __all__ = [
     "encode", "decode", "encode_value", "decode_value", "encode_sample_result",
     "Message", "Handshake", "HandshakeResult", "Run", "RunResult", "Sample", "SampleResult",
     "Observe", "ObserveResult", "Tag", "TagResult", "Reset", "MESSAGE_TYPES",
-    "DISTRIBUTION_TYPES",
+    "DISTRIBUTION_TYPES", "AddressDictionary", "make_alias", "split_frames",
 ]

@@ -3,11 +3,13 @@
 * :class:`SherpaSimulator` -- a PPX-enabled Sherpa process (launched from a command line, run
   card, environment and working directory; health-checked; restarted when it dies) whose long
   native-stack addresses reach traces as compact, stable ``a{id}:{alias}`` addresses.
-* :class:`AddressDictionary` -- the persistent map between the two forms.
+* :class:`AddressDictionary` -- the persistent map between the two forms (from the core's
+  :mod:`etalumis_core.ppx.addresses`: any native simulator with long stack addresses uses it).
 * :func:`make_simulator` -- the registered factory (``simulator=sherpa``).
 """
 
-from .addresses import AddressDictionary, make_alias, split_frames
+from etalumis_core.ppx.addresses import AddressDictionary, make_alias, split_frames
+
 from .simulator import (CALORIMETER_SHAPE, SherpaSimulator, as_calorimeter, decode_result,
                         sherpa_command)
 

@@ -5,7 +5,7 @@ timeouts, restart of a dead or stalled process, retried traces) that
 
 * builds Sherpa's command line from a template, a run card, an environment and a working
   directory (:func:`sherpa_command`);
-* passes every base address through an :class:`~.addresses.AddressDictionary` before the
+* passes every base address through an :class:`~etalumis_core.ppx.AddressDictionary` before the
   controller sees it, so traces, posteriors, datasets and networks carry short stable
   addresses ``a17:Rambo::GenerateWeight__Uniform__1`` and the long native-stack form stays in
   the dictionary file;
@@ -13,7 +13,7 @@ timeouts, restart of a dead or stalled process, retried traces) that
   first three draws are the tau momentum, the 38-way categorical is the decay channel);
 * decodes the calorimeter observation (35 x 35 x 20; a flat tensor is reshaped) and the run
   result;
-* reports posteriors with the tau-decay analysis and plots of ``etalumis_toy_tau_decay``.
+* reports posteriors with its tau-decay summary and plots (:mod:`.analysis`).
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ import numpy as np
 
 from etalumis_core import ConfigError, PPXSimulator
 
-from .addresses import FRONT_END_PREFIXES, AddressDictionary
+from etalumis_core.ppx.addresses import FRONT_END_PREFIXES, AddressDictionary
+
+from .analysis import MOMENTUM_NAMES, NUM_CHANNELS, report
 
 log = logging.getLogger(__name__)
 
 CALORIMETER_SHAPE = (35, 35, 20)
-NUM_CHANNELS = 38
 DEFAULT_COMMAND = ("Sherpa", "-f", "{run_card}")
-MOMENTUM_NAMES = ("px", "py", "pz")
 
 
 def sherpa_command(command: str | Sequence[str], run_card: str | None = None,
@@ -163,7 +163,7 @@ class SherpaSimulator(PPXSimulator):
         ids agree; keep it beside the datasets and networks it belongs to. ``None`` keeps the
         dictionary in memory (one process only).
     innermost_first, alias_parts, skip_frame_prefixes:
-        How aliases are made from the native stacks (see :func:`~.addresses.make_alias`).
+        How aliases are made from the native stacks (see :func:`~etalumis_core.ppx.make_alias`).
     observation_name:
         Name of Sherpa's calorimeter observe.
     momentum_names, channel_name:
@@ -243,10 +243,11 @@ class SherpaSimulator(PPXSimulator):
 
     # -- results -------------------------------------------------------------------------------
     def report(self, posterior: Any, truth: Any, output_dir: str) -> dict:
-        """The tau-decay summary and plots of ``etalumis_toy_tau_decay.analysis``."""
-        from etalumis_toy_tau_decay.analysis import report
-
-        summary = report(posterior, truth, output_dir, names=self.variable_names)
+        """The tau-decay summary and plots (:func:`.analysis.report`) and the address
+        dictionary's file and size."""
+        summary = report(posterior, truth, output_dir, names=self.variable_names,
+                         observation_name=self.observation_name,
+                         calorimeter_shape=self.calorimeter_shape)
         summary["address_dictionary"] = {"path": str(self.addresses.path) if self.addresses.path
                                          else None, "num_addresses": len(self.addresses)}
         return summary

@@ -18,8 +18,7 @@ from omegaconf import OmegaConf
 
 import etalumis_core as et
 from etalumis_core.simulator import SimulatorSpec, run_trace
-from etalumis_sherpa_adapter import AddressDictionary, SherpaSimulator, plugin
-from etalumis_toy_tau_decay import physics
+from etalumis_sherpa_adapter import AddressDictionary, SherpaSimulator, analysis, plugin
 
 TIMEOUT = 10.0
 
@@ -53,7 +52,7 @@ def test_traces_carry_compact_addresses_names_and_the_calorimeter(sherpa_binary,
     # The first three random choices are the tau momentum, then the 38-way channel.
     assert [v.name for v in samples[:4]] == ["px", "py", "pz", "channel"]
     assert [v.distribution.name for v in samples[:4]] == ["Uniform"] * 3 + ["Categorical"]
-    assert np.allclose(samples[3].distribution.params()["probs"], physics.CHANNEL_PROBS)
+    assert np.allclose(samples[3].distribution.params()["probs"], analysis.CHANNEL_PROBS)
     assert all(v.name is None for v in samples[4:])
     # Compact addresses: a<id>:<innermost Sherpa frame>; the long form is in the dictionary.
     assert samples[0].address == "a0:Tau_Gun::GenerateMomentum__Uniform__1"
@@ -105,7 +104,7 @@ def test_infers_a_planted_muon_channel_exactly(sherpa_binary) -> None:
     assert probs[1] == pytest.approx(1.0, abs=1e-12)   # others: below 1e-50
     n_muon = post.ess
     # Binomial count of muon traces among 300 prior draws: within 4 standard errors.
-    p = physics.CHANNEL_PROBS[1]
+    p = analysis.CHANNEL_PROBS[1]
     assert abs(n_muon - 300 * p) < 4 * math.sqrt(300 * p * (1 - p))
     # Nothing constrains the momentum: its posterior is the uniform prior.
     for name, (low, high) in {"px": (-3, 3), "py": (-3, 3), "pz": (43, 47)}.items():
@@ -122,18 +121,19 @@ def test_infers_a_planted_electron_channel(sherpa_binary, tmp_path) -> None:
                         engine=et.ImportanceSampling(), num_traces=600, seed=1, progress=False)
         probs = post.marginal("channel").probabilities()
         assert next(iter(probs)) == 0
-        assert probs[0] > 0.5 > physics.CHANNEL_PROBS[0]
-        # The tau report of toy_tau_decay, with Sherpa's own name for the visible energy.
+        assert probs[0] > 0.5 > analysis.CHANNEL_PROBS[0]
+        # The tau report, with Sherpa's own name for the visible energy.
         sim.variable_names = {"e_visible": "visible_energy"}
         summary = sim.report(post, truth, str(tmp_path))
     assert summary["channel"]["map_index"] == 0
     assert summary["channel"]["true_index"] == 0
+    assert summary["headline"].startswith("most probable decay: tau- -> e- nu_e~ nu (posterior")
     assert summary["energies"]["e_visible"]["true"] == pytest.approx(truth.named("visible_energy").value)
     assert set(summary["momentum"]) == {"px", "py", "pz"}
     for plot in ("channels", "momentum", "calorimeter"):
         assert Path(summary["plots"][plot]).stat().st_size > 1000
     written = json.loads((tmp_path / "tau_summary.json").read_text())
-    assert written["channel"]["map_name"] == physics.CHANNEL_NAMES[0]
+    assert written["channel"]["map_name"] == analysis.CHANNEL_NAMES[0]
 
 
 def test_a_fresh_process_reuses_the_dictionary_from_disk(sherpa_binary, tmp_path) -> None:

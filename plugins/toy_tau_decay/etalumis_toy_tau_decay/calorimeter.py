@@ -179,6 +179,24 @@ class Calorimeter:
         px, py = out
         return (n * self.quantum) * np.einsum("k,kx,ky->xyk", pz, px, py)
 
+    def expected_counts(self, particles: Iterable[Particle]) -> np.ndarray:
+        """The mean number of deposits per voxel of a final state, with each particle's
+        Poisson number of deposits and their positions marginalised out.
+
+        A particle leaves N ~ Poisson(λ) deposits, λ = E f / q, each landing in voxel v with
+        probability P_v (its shower Gaussian integrated over the voxel). By Poisson thinning the
+        voxel counts are independent Poisson(λ P_v), and sums of independent Poissons are
+        Poisson: the counts of the whole final state are independent Poisson(Σ λ_i P_iv).
+        """
+        rates = np.zeros(self.bins)
+        for p in particles:
+            if p.visible:
+                share = self.expected_deposits(p, p.energy * self.sampling_fraction(p.pdg)
+                                               / self.quantum)
+                if share is not None:   # None: the particle leaves nothing
+                    rates += share
+        return rates / self.quantum
+
     def bin(self, points: np.ndarray) -> np.ndarray:
         """Sum deposits of one quantum each into the grid; points outside are dropped."""
         nx, ny, nz = self.bins

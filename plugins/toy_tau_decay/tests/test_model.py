@@ -14,7 +14,9 @@ from scipy import stats
 import etalumis_core as et
 from etalumis_core.distributions import Categorical
 from etalumis_toy_tau_decay import analysis, physics, plugin
-from etalumis_toy_tau_decay.model import (TAG_NAMES, TauDecaySimulator, calorimeter_likelihood)
+from etalumis_toy_tau_decay.decay import NumpySampler, Particle
+from etalumis_toy_tau_decay.model import (TAG_NAMES, TauDecaySimulator, calorimeter_likelihood,
+                                          exact_calorimeter_likelihood)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +67,15 @@ def test_traces_hold_rejection_loops_and_vary_in_length(prior_traces):
     assert repeated, "no trace rejected a phase-space or resonance point"
 
 
-def test_calorimeter_draws_and_observation(prior_traces):
-    for trace in prior_traces[:20]:
+@pytest.fixture(scope="module")
+def normal_traces():
+    """Traces under the Normal approximation, which draws every deposit."""
+    sim = TauDecaySimulator(likelihood="poisson_normal")
+    return [et.simulate(sim, seed=s) for s in range(20)]
+
+
+def test_calorimeter_draws_and_observation(normal_traces):
+    for trace in normal_traces:
         counts = [v for v in trace.samples() if "_deposits__" in v.address]
         positions = [v for v in trace.samples() if "_positions__" in v.address]
         assert len(counts) == len(positions)   # every particle that deposits: one count, one draw
@@ -83,7 +92,53 @@ def test_calorimeter_draws_and_observation(prior_traces):
         assert values["e_visible"] + values["e_invisible"] == pytest.approx(values["e_tau"])
 
 
-def test_default_likelihood_is_poisson_like_with_a_floor():
+def test_the_exact_likelihood_observes_counts_and_draws_no_deposit(prior_traces):
+    for trace in prior_traces[:20]:
+        assert not [v for v in trace.samples() if "calorimeter_" in v.address]
+        (obs,) = trace.observations()
+        assert obs.name == "calorimeter" and obs.distribution.name == "Poisson"
+        counts = trace.result["calorimeter"]
+        assert np.shape(counts) == (35, 35, 20) and np.all(counts == np.round(counts))
+        values = trace.values_by_name()
+        assert set(TAG_NAMES) <= set(values)
+        assert values["e_calorimeter"] == pytest.approx(0.005 * counts.sum())
+        # The counts are Poisson around the rates: their total within 5 sigma of its mean.
+        rate = trace.result["calorimeter_expected"].sum()
+        assert abs(counts.sum() - rate) < 5 * math.sqrt(rate) + 1
+
+
+@pytest.mark.parametrize("pdg", [11, 22, 211, 130])
+def test_expected_counts_are_the_mean_of_the_drawn_deposits(pdg):
+    """Marginalising the Poisson count and the Gaussian positions is exact: the mean of many
+    binned realisations equals the rates, voxel by voxel, within their Poisson error."""
+    calorimeter = TauDecaySimulator().calorimeter
+    particle = Particle(pdg, np.array([20.0, 1.0, -0.5, 19.9]))   # (E, px, py, pz), GeV
+    rates = calorimeter.expected_counts([particle])
+    sampler, runs = NumpySampler(pdg), 200
+    mean = sum(calorimeter.deposit([particle], sampler) for _ in range(runs)) / 0.005 / runs
+    lit = rates > 2.0
+    assert lit.sum() > 20
+    error = np.sqrt(rates[lit] / runs)
+    assert np.all(np.abs(mean[lit] - rates[lit]) < 5 * error)
+    assert mean.sum() == pytest.approx(rates.sum(), rel=5 / math.sqrt(rates.sum() * runs))
+
+
+def test_the_exact_likelihood_identifies_the_event(sim):
+    truth = first_event_of_channel(sim, 4)
+    observed, rates = truth.result["calorimeter"], truth.result["calorimeter_expected"]
+
+    def log_l(r):
+        return exact_calorimeter_likelihood(np.maximum(r - 1e-4, 0.0)).log_prob(observed).sum()
+
+    assert np.isfinite(log_l(rates))
+    assert log_l(rates) - log_l(np.zeros_like(rates)) > 100
+    assert log_l(rates) - log_l(np.roll(rates, 1, axis=0)) > 10
+    assert log_l(rates) - log_l(np.roll(rates, 1, axis=1)) > 10
+    with pytest.raises(ValueError, match="background"):
+        TauDecaySimulator(background=0.0)
+
+
+def test_normal_likelihood_is_poisson_like_with_a_floor():
     mean = np.zeros((35, 35, 20))
     mean[17, 17, 5] = 2.0
     d = calorimeter_likelihood(mean)
@@ -118,10 +173,10 @@ def test_branching_ratios_end_to_end(sim):
         assert abs(np.mean(channels == index) - p) < 4 * math.sqrt(p * (1 - p) / n)
 
 
-def test_truth_explains_its_event_far_better_than_alternatives(sim):
+def test_truth_explains_its_event_far_better_than_alternatives():
     # The likelihood identifies the event: an empty calorimeter (a muon decay) or the true
     # shower displaced by one voxel both explain the observation far worse than the truth.
-    truth = first_event_of_channel(sim, 4)
+    truth = first_event_of_channel(TauDecaySimulator(likelihood="poisson_normal"), 4)
     observed, mean = truth.result["calorimeter"], truth.result["calorimeter_expected"]
 
     def log_l(m):

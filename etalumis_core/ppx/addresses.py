@@ -1,7 +1,8 @@
 """Compact, stable addresses for native call-stack addresses.
 
-A PPX front end in C++ builds each base address from the native call stack: Sherpa's are
-hundreds of characters long and there are thousands of distinct ones. Carried verbatim through
+A PPX front end in C++ builds each base address from the native call stack: a large simulator's
+(an event generator such as Sherpa or Pythia) are hundreds of characters long and there are
+thousands of distinct ones. Carried verbatim through
 every trace, posterior, dataset and network they cost memory and are unreadable. An
 :class:`AddressDictionary` maps each distinct base address to a compact one,
 ``a{id}:{alias}`` (``a17:Rambo::GenerateWeight``), where ``id`` is a small integer assigned in
@@ -29,7 +30,6 @@ it instead of holding copies.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import sys
@@ -41,7 +41,8 @@ try:  # POSIX file locks; without them the dictionary is still correct for one p
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-log = logging.getLogger(__name__)
+__all__ = ["AddressDictionary", "make_alias", "function_name", "split_frames",
+           "FRONT_END_PREFIXES"]
 
 FORMAT = "etalumis-address-dictionary"
 FORMAT_VERSION = 1

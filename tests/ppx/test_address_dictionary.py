@@ -7,8 +7,7 @@ import os
 
 import pytest
 
-from etalumis_sherpa_adapter.addresses import (AddressDictionary, function_name, make_alias,
-                                               split_frames)
+from etalumis_core.ppx.addresses import AddressDictionary, function_name, make_alias, split_frames
 
 FRONT = "ppx::sample(ppx::Uniform const&, char const*)+0x3a"
 OUTER = ("SHERPA::Hadron_Decays::Treat(ATOOLS::Blob_List*)+0x112; "
