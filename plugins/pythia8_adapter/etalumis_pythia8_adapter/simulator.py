@@ -4,19 +4,17 @@ restart of a dead or stalled process, retried traces, no orphans).
 
 Pythia's random numbers arrive with the native call stack as their base address (hundreds of
 characters: every ``Pythia8::`` frame, outermost first). Before the engine's controller sees one,
-it is replaced by a short address that is a pure function of the long one,
-``TauDecays::decay:1a2b3c4d5e`` (the innermost Pythia function that asked for the number, and a
-hash of the whole stack), so the same stack gets the same address in every process and every
-run without a shared file; :attr:`Pythia8TauSimulator.addresses` maps them back.
+the core's :class:`~etalumis_core.ppx.addresses.AddressDictionary` replaces it by a compact
+``a{id}:{alias}`` (``a3:ParticleDataEntry::pickChannel``); share its file between the processes
+of a study so that ids agree. The front end's own addresses (``tau_px``, ``calorimeter_...``)
+are short already and pass unchanged.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
-import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,13 +22,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from etalumis_core import ConfigError, PPXSimulator
+from etalumis_core.ppx.addresses import FRONT_END_PREFIXES, AddressDictionary
 
 CALORIMETER_SHAPE = (35, 35, 20)
 SDIST = "pythia8mc-8.318.0"
 PLUGIN_ROOT = Path(__file__).resolve().parent.parent
 #: Where ``make pythia8`` puts the front end (override with ``$ETALUMIS_PYTHIA8_FRONT_END``).
 DEFAULT_FRONT_END = PLUGIN_ROOT / "build" / "pythia8_tau_ppx"
-_INNER_FRAMES = ("Pythia8::Rndm::",)  # the random-number plumbing, never the interesting caller
+#: Frames an alias skips: the random-number plumbing is never the interesting caller.
+SKIP_FRAMES = FRONT_END_PREFIXES + ("Pythia8::Rndm::",)
 
 
 def front_end_path(front_end: str | os.PathLike | None = None) -> Path:
@@ -45,17 +45,6 @@ def front_end_path(front_end: str | os.PathLike | None = None) -> Path:
 
 def xmldoc_path(front_end: Path) -> Path:
     return front_end.parent / SDIST / "pythia8318" / "share" / "Pythia8" / "xmldoc"
-
-
-def compact_address(address: str) -> str:
-    """The short stable form of a native-stack base address (others are returned unchanged)."""
-    if ";" not in address and not address.startswith("Pythia8::"):
-        return address
-    frames = address.split(";")
-    inner = next((f for f in reversed(frames) if not f.startswith(_INNER_FRAMES)), frames[-1])
-    function = inner.rsplit("+", 1)[0].split("::")
-    digest = hashlib.blake2b(address.encode(), digest_size=5).hexdigest()
-    return sys.intern(f"{'::'.join(function[-2:])}:{digest}")
 
 
 class _CompactAddresses:
@@ -100,12 +89,16 @@ class Pythia8TauSimulator(PPXSimulator):
     settings:
         Extra Pythia settings (``"TauDecays:tauPolarization = -1"``), applied after the defaults
         (``ProcessLevel:all = off``, ``TauDecays:mode = 3``, ``TauDecays:tauPolarization = 0``).
+    address_dictionary:
+        File of the :class:`~etalumis_core.ppx.addresses.AddressDictionary` (created if
+        missing); ``None`` keeps it in memory (one process only).
     transport, timeout, startup_timeout, grace, address:
         As for :class:`~etalumis_core.PPXSimulator` (``address``: connect to a front end
         already running instead of launching one).
     """
 
     def __init__(self, front_end: str | os.PathLike | None = None, settings: Sequence[str] = (),
+                 address_dictionary: str | os.PathLike | None = None,
                  transport: str = "ipc", timeout: float = 60.0, startup_timeout: float = 60.0,
                  grace: float = 2.0, address: str | None = None,
                  name: str = "pythia8_tau") -> None:
@@ -119,16 +112,13 @@ class Pythia8TauSimulator(PPXSimulator):
                          grace=grace, transport=transport, name=name,
                          observations={"calorimeter": CALORIMETER_SHAPE},
                          stdout=subprocess.DEVNULL)
-        #: compact address -> the long native-stack address it stands for
-        self.addresses: dict[str, str] = {}
-        self._compact_cache: dict[str, str] = {}
+        self.addresses = AddressDictionary(address_dictionary, innermost_first=False,
+                                           skip_prefixes=SKIP_FRAMES)
+        self._compact = self.addresses.compact
 
     def compact(self, address: str) -> str:
-        short = self._compact_cache.get(address)
-        if short is None:
-            short = self._compact_cache[address] = compact_address(address)
-            self.addresses[short] = address
-        return short
+        """The compact form of a native-stack address; the front end's own pass unchanged."""
+        return self._compact(address) if address.startswith("Pythia8") else address
 
     def run(self, controller: Any) -> Any:
         result = super().run(_CompactAddresses(controller, self.compact))
@@ -138,7 +128,8 @@ class Pythia8TauSimulator(PPXSimulator):
         return {"calorimeter": array.reshape(CALORIMETER_SHAPE)}
 
     def config(self) -> dict[str, Any]:
-        return {"front_end": str(self.front_end), "settings": list(self.settings)}
+        return {"front_end": str(self.front_end), "settings": list(self.settings),
+                "address_dictionary": str(self.addresses.path) if self.addresses.path else None}
 
     @cached_property
     def channels(self) -> list[dict]:
@@ -160,8 +151,7 @@ class Pythia8TauSimulator(PPXSimulator):
         from .report import report
 
         summary = report(posterior, truth, output_dir, self.channels)
-        path = os.path.join(output_dir, "pythia8_addresses.json")
-        with open(path, "w") as f:
-            json.dump(self.addresses, f, indent=1)
-        summary["addresses"] = {"file": os.path.basename(path), "count": len(self.addresses)}
+        summary["address_dictionary"] = {
+            "path": str(self.addresses.path) if self.addresses.path else None,
+            "num_addresses": len(self.addresses)}
         return summary
