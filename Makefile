@@ -2,12 +2,13 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-PLUGINS := plugins/toy_tau_decay plugins/composite_cure plugins/cnn3d_lstm plugins/sherpa_adapter
+PLUGINS := plugins/toy_tau_decay plugins/composite_cure plugins/cnn3d_lstm plugins/sherpa_adapter \
+           plugins/pythia8_adapter
 INSTALLED := $(VENV)/.installed
 # The C++ PPX test simulators need a compiler, ZeroMQ and FlatBuffers (Debian packages).
 SYSTEM_PACKAGES := g++ libzmq3-dev libflatbuffers-dev flatbuffers-compiler
 
-.PHONY: install demo test system-deps pyprob-venv bench clean
+.PHONY: install demo test system-deps pyprob-venv pythia8 bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +35,15 @@ system-deps:
 demo: install
 	$(BIN)/etalumis
 
-test: install system-deps pyprob-venv
+test: install system-deps pyprob-venv pythia8
 	$(BIN)/python -m pytest
+
+# Pythia 8.318 from PyPI's source distribution and its native PPX front end (a few minutes the
+# first time, cached in plugins/pythia8_adapter/build/). Without a compiler the Pythia tests skip.
+pythia8: install system-deps
+	@if command -v g++ >/dev/null && command -v flatc >/dev/null && [ -f /usr/include/zmq.h ]; then \
+	    $(MAKE) --no-print-directory -C plugins/pythia8_adapter PYTHON=$(abspath $(BIN)/python); \
+	else echo "g++, flatc or ZeroMQ missing: Pythia 8 is not built (its tests will skip)"; fi
 
 # pyprob 1.5.0 pins flatbuffers 2.0, which clashes with ours: it gets its own environment.
 pyprob-venv: benchmarks/.venv-pyprob/bin/python
@@ -49,4 +57,4 @@ bench: install pyprob-venv
 	cd benchmarks && for b in bench_*.py; do echo "== $$b"; ../$(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) benchmarks/.venv-pyprob outputs multirun
+	rm -rf $(VENV) benchmarks/.venv-pyprob outputs multirun plugins/pythia8_adapter/build

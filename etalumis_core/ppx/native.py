@@ -14,6 +14,8 @@ from typing import Sequence
 
 from ..errors import EtalumisError
 
+__all__ = ["build_native_simulator", "missing_build_tools", "SCHEMA"]
+
 SCHEMA = Path(__file__).resolve().with_name("ppx.fbs")
 HEADERS = ("/usr/include/zmq.h", "/usr/include/flatbuffers/flatbuffers.h")
 

@@ -1,0 +1,1 @@
+"""Hydra configs of the Pythia 8 adapter (``simulator=pythia8_tau``)."""

@@ -1,0 +1,157 @@
+"""Pythia 8 tau decays as an etalumis simulator: the native PPX front end, launched and
+supervised by the core's :class:`~etalumis_core.PPXSimulator` (launch, handshake, timeouts,
+restart of a dead or stalled process, retried traces, no orphans).
+
+Pythia's random numbers arrive with the native call stack as their base address (hundreds of
+characters: every ``Pythia8::`` frame, outermost first). Before the engine's controller sees one,
+the core's :class:`~etalumis_core.ppx.addresses.AddressDictionary` replaces it by a compact
+``a{id}:{alias}`` (``a3:ParticleDataEntry::pickChannel``); share its file between the processes
+of a study so that ids agree. The front end's own addresses (``tau_px``, ``calorimeter_...``)
+are short already and pass unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from etalumis_core import ConfigError, PPXSimulator
+from etalumis_core.ppx.addresses import FRONT_END_PREFIXES, AddressDictionary
+
+CALORIMETER_SHAPE = (35, 35, 20)
+SDIST = "pythia8mc-8.318.0"
+PLUGIN_ROOT = Path(__file__).resolve().parent.parent
+#: Where ``make pythia8`` puts the front end (override with ``$ETALUMIS_PYTHIA8_FRONT_END``).
+DEFAULT_FRONT_END = PLUGIN_ROOT / "build" / "pythia8_tau_ppx"
+#: Frames an alias skips: the random-number plumbing is never the interesting caller.
+SKIP_FRAMES = FRONT_END_PREFIXES + ("Pythia8::Rndm::",)
+
+
+def front_end_path(front_end: str | os.PathLike | None = None) -> Path:
+    """The front-end executable; a clear error when it has not been built."""
+    path = Path(front_end or os.environ.get("ETALUMIS_PYTHIA8_FRONT_END") or DEFAULT_FRONT_END)
+    if not path.is_file():
+        raise ConfigError(f"the Pythia 8 PPX front end {path} is not built: run `make pythia8` in "
+                          f"the repository root (it downloads and compiles Pythia, a few minutes), "
+                          f"or point simulator.params.front_end at a built one")
+    return path
+
+
+def xmldoc_path(front_end: Path) -> Path:
+    return front_end.parent / SDIST / "pythia8318" / "share" / "Pythia8" / "xmldoc"
+
+
+class _CompactAddresses:
+    """Stands between the PPX engine and the engine's controller for one trace."""
+
+    __slots__ = ("_controller", "_compact")
+
+    def __init__(self, controller: Any, compact: Any) -> None:
+        self._controller = controller
+        self._compact = compact
+
+    def sample(self, base: str, distribution: Any, name: str | None, control: bool) -> Any:
+        return self._controller.sample(self._compact(base), distribution, name, control)
+
+    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> None:
+        self._controller.observe(self._compact(base), distribution, value, name)
+
+    def tag(self, base: str, value: Any, name: str | None) -> None:
+        self._controller.tag(self._compact(base), value, name)
+
+    def factor(self, base: str, log_weight: float, name: str | None) -> None:
+        self._controller.factor(self._compact(base), log_weight, name)
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._controller, item)
+
+
+class Pythia8TauSimulator(PPXSimulator):
+    """A tau- decayed by Pythia 8 in front of toy_tau_decay's calorimeter, over PPX.
+
+    Random choices, in order: ``px``, ``py``, ``pz`` (uniform, toy_tau_decay's priors), every
+    random number of Pythia's decay (Uniform(0, 1) at native-stack addresses), then per showering
+    particle its Poisson number of calorimeter deposits. Tags: ``channel`` (index into Pythia's
+    tau decay table, :attr:`channels`), ``random_numbers``, ``final_state_pdg``,
+    ``final_state_p4`` and toy_tau_decay's composition and energy tags. Observation:
+    ``calorimeter`` (35, 35, 20).
+
+    Parameters
+    ----------
+    front_end:
+        The executable ``make pythia8`` builds (default: the plugin's ``build/``).
+    settings:
+        Extra Pythia settings (``"TauDecays:tauPolarization = -1"``), applied after the defaults
+        (``ProcessLevel:all = off``, ``TauDecays:mode = 3``, ``TauDecays:tauPolarization = 0``).
+    address_dictionary:
+        File of the :class:`~etalumis_core.ppx.addresses.AddressDictionary` (created if
+        missing); ``None`` keeps it in memory (one process only).
+    transport, timeout, startup_timeout, grace, address:
+        As for :class:`~etalumis_core.PPXSimulator` (``address``: connect to a front end
+        already running instead of launching one).
+    """
+
+    def __init__(self, front_end: str | os.PathLike | None = None, settings: Sequence[str] = (),
+                 address_dictionary: str | os.PathLike | None = None,
+                 transport: str = "ipc", timeout: float = 60.0, startup_timeout: float = 60.0,
+                 grace: float = 2.0, address: str | None = None,
+                 name: str = "pythia8_tau") -> None:
+        self.front_end = front_end_path(front_end)
+        self.settings = tuple(str(s) for s in settings)
+        self._base_command = [str(self.front_end), "--xmldoc", str(xmldoc_path(self.front_end))]
+        for s in self.settings:
+            self._base_command += ["--set", s]
+        command = None if address is not None else self._base_command + ["{address}"]
+        super().__init__(address, command, timeout=timeout, startup_timeout=startup_timeout,
+                         grace=grace, transport=transport, name=name,
+                         observations={"calorimeter": CALORIMETER_SHAPE},
+                         stdout=subprocess.DEVNULL)
+        self.addresses = AddressDictionary(address_dictionary, innermost_first=False,
+                                           skip_prefixes=SKIP_FRAMES)
+        self._compact = self.addresses.compact
+
+    def compact(self, address: str) -> str:
+        """The compact form of a native-stack address; the front end's own pass unchanged."""
+        return self._compact(address) if address.startswith("Pythia8") else address
+
+    def run(self, controller: Any) -> Any:
+        result = super().run(_CompactAddresses(controller, self.compact))
+        array = np.asarray(result, dtype=np.float64)
+        if array.size != int(np.prod(CALORIMETER_SHAPE)):
+            return result
+        return {"calorimeter": array.reshape(CALORIMETER_SHAPE)}
+
+    def config(self) -> dict[str, Any]:
+        return {"front_end": str(self.front_end), "settings": list(self.settings),
+                "address_dictionary": str(self.addresses.path) if self.addresses.path else None}
+
+    @cached_property
+    def channels(self) -> list[dict]:
+        """Pythia's tau decay table (index, branching ratio, products, name)."""
+        out = subprocess.run(self._base_command + ["--list-channels"], capture_output=True,
+                             text=True, check=True).stdout
+        return json.loads(out)
+
+    def run_standalone(self, count: int, seed: int, addressed: bool = False) -> dict:
+        """Pythia alone (its own random numbers, no PPX) on ``count`` taus: decay-mode counts
+        and wall time, the baseline of the cost of control. ``addressed``: local random numbers
+        that still get their native-stack addresses (the cost of addressing alone)."""
+        args = self._base_command + ["--standalone", str(int(count)), "--seed", str(int(seed))]
+        args += ["--addressed"] if addressed else []
+        done = subprocess.run(args, capture_output=True, text=True, check=True)
+        return json.loads(done.stdout)
+
+    def report(self, posterior: Any, truth: Any, output_dir: str) -> dict:
+        from .report import report
+
+        summary = report(posterior, truth, output_dir, self.channels)
+        summary["address_dictionary"] = {
+            "path": str(self.addresses.path) if self.addresses.path else None,
+            "num_addresses": len(self.addresses)}
+        return summary
