@@ -117,3 +117,24 @@ def test_a_sweep_ends_with_an_overview(tmp_path):
     assert all(r["status"] == "done" and float(r["ess"]) > 1 for r in rows)
     assert rows[0]["mean mu"] != rows[1]["mean mu"]
     assert "| job |" in (tmp_path / "sweep" / "overview.md").read_text()
+
+
+def test_an_observation_of_another_simulator_is_named_as_such(tmp_path, weather_observation):
+    out = run(["simulator=gaussian", f"observation={weather_observation}", "progress=false",
+               "hydra.run.dir=run"], tmp_path)
+    assert out.returncode == 2
+    assert "observation of simulator 'weather', not 'gaussian'" in out.stderr
+
+
+def test_a_port_in_use_is_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = run(["serve", "simulator=gaussian", f"address=tcp://127.0.0.1:{port}",
+                   "hydra.run.dir=run"], tmp_path)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert lines[0].startswith("etalumis serve: error: cannot serve at tcp://127.0.0.1:")

@@ -20,6 +20,7 @@ from ..data.hdf5 import atomic_write_text
 from ..data.observation import (jsonable, load_observation, save_observation, truth_trace,
                                 truth_values)
 from ..engines.base import Engine
+from ..errors import ConfigError
 from ..seeding import resolve_seed
 from ..executors import Executor
 from ..plugins import Plugins, load_plugins
@@ -138,7 +139,13 @@ def resolve_observation(cfg: Any, local: SimulatorOnDemand) -> tuple[dict, Trace
     """The observation to condition on: a file, the simulator config's ``observe``, or a
     synthetic event simulated with ``truth_seed`` on ``local`` (whose trace is the truth)."""
     if cfg.get("observation"):
-        observations, truth, _ = load_observation(cfg.observation)
+        observations, truth, meta = load_observation(cfg.observation)
+        written_by = meta.get("simulator")
+        if written_by is not None and written_by != local.spec.name:
+            raise ConfigError(f"{cfg.observation} is an observation of simulator {written_by!r}, "
+                              f"not {local.spec.name!r}: pass simulator={written_by}, or an "
+                              f"observation written by `etalumis simulate "
+                              f"simulator={local.spec.name}`")
         return observations, truth_trace(truth) if truth else None, str(cfg.observation)
     fixed = cfg.simulator.get("observe")
     if fixed:

@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from ..errors import ProtocolError
+from ..errors import ConfigError, ProtocolError
 from . import wire
 from .wire import Handshake, ObserveResult, Run, SampleResult, TagResult, decode
 
@@ -298,7 +298,12 @@ def serve(simulator: Any, address: str = DEFAULT_ADDRESS, *, max_traces: int | N
     # the first one's trace.
     sock = context.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 2000)  # let the last RunResult reach the engine before exit
-    sock.bind(address)
+    try:
+        sock.bind(address)
+    except zmq.ZMQError as error:
+        sock.close(0)
+        raise ConfigError(f"cannot serve at {address}: {error.strerror}; choose another address "
+                          f"(e.g. another port) or stop what holds this one") from None
     _warn_if_exposed(address)
     log.info("serving simulator %r over PPX at %s", model, address)
     engine_pid = int(os.environ["ETALUMIS_PPX_ENGINE_PID"]) if os.environ.get(
