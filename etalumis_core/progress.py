@@ -22,6 +22,16 @@ class Progress:
     def update(self, n: int = 1) -> None:
         self._bar.update(n)
 
+    @property
+    def done(self) -> float:
+        return self._bar.n
+
+    def set_total(self, total: float) -> None:
+        """A new estimate of the whole work's size (work whose extent shows as it goes), so
+        the bar keeps a fraction and an ETA."""
+        self._bar.total = max(int(round(total)), int(self._bar.n))
+        self._bar.refresh()
+
     def show(self, **stats: Any) -> None:
         self._bar.set_postfix({k: (f"{v:.3g}" if isinstance(v, float) else v)
                                for k, v in stats.items()}, refresh=False)

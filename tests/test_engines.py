@@ -339,3 +339,26 @@ def test_low_ess_importance_runs_get_a_warning(gaussian_obs):
     good = et.infer(gaussian_unknown_mean, observe={"obs0": 1.0, "obs1": 1.0}, num_traces=200,
                     seed=0)
     assert good.ess > 30 and good.engine_summary["warnings"] == []
+
+
+def test_smc_progress_bar_has_a_total_and_ends_full(monkeypatch):
+    """SMC's rounds are adaptive, so its bar's total is re-estimated after every round (for an
+    ETA); when the run ends the bar is full."""
+    from etalumis_core import progress as progress_module
+    from etalumis_core.engines.smc import _rounds_left
+
+    assert _rounds_left([0.0], 0.01) == pytest.approx(99.0)       # linear while no ratio
+    assert _rounds_left([0.0, 0.01], 0.1) == pytest.approx(1.0)    # geometric: 0.1 -> 1
+    assert _rounds_left([0.0, 0.5], 1.0) == 0.0
+    totals = []
+    original = progress_module.Progress.set_total
+
+    def record(self, total):
+        original(self, total)
+        totals.append((self.done, self._bar.total))
+
+    monkeypatch.setattr(progress_module.Progress, "set_total", record)
+    et.infer(gaussian_unknown_mean, observe={"obs0": 8.0, "obs1": 9.0}, engine="smc",
+             num_traces=64, seed=0, progress=True)
+    assert len(totals) >= 2 and all(total >= done > 0 for done, total in totals)
+    assert totals[-1][0] == totals[-1][1]   # the last round's estimate is exact

@@ -186,6 +186,7 @@ class SequentialMonteCarlo(Engine):
         beta, log_evidence, rounds, truncated = 0.0, 0.0, [], False
         parents: list[np.ndarray] = []   # each round's resampling: the genealogy
         threshold = max(self.decorrelation, 3.0 / math.sqrt(num_traces))
+        betas_before: list[float] = [0.0]
         with Progress(None, f"{self.name} rounds", progress) as bar:
             items = [PriorDraw(self, observations, seed, c, count, name)
                      for c, (_, count) in enumerate(chunks)]
@@ -234,6 +235,8 @@ class SequentialMonteCarlo(Engine):
                     **{f"acceptance_{kind}": float(a / t) if t else None
                        for kind, a, t in zip(MOVE_KINDS, accepted, tried)},
                     **{f"tried_{kind}": int(t) for kind, t in zip(MOVE_KINDS, tried)}})
+                bar.set_total(bar.done + _rounds_left(betas_before, beta) * num_traces * sweeps)
+                betas_before.append(beta)
                 bar.show(beta=beta, round=len(rounds), sweeps=sweeps,
                          accept=float(accepted.sum() / max(tried.sum(), 1)))
                 if final:
@@ -311,6 +314,18 @@ class SequentialMonteCarlo(Engine):
             mid = 0.5 * (low + high)
             low, high = (mid, high) if ess(mid) >= target else (low, mid)
         return max(low, 1e-12)
+
+
+def _rounds_left(betas: list[float], beta: float) -> float:
+    """An estimate of the tempering rounds still to come, for the progress bar's ETA: the
+    temperature tends to grow geometrically once the likelihood dominates, so extrapolate the
+    last round's ratio (its step, while that is the first one)."""
+    if beta >= 1.0:
+        return 0.0
+    last = betas[-1]
+    if last > 0.0 and beta > last:
+        return math.log(1.0 / beta) / math.log(beta / last)
+    return (1.0 - beta) / max(beta - last, 1e-12)
 
 
 def _systematic(log_w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
