@@ -138,3 +138,12 @@ def test_a_port_in_use_is_one_line(tmp_path):
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert out.returncode == 2 and len(lines) == 1, out.stderr
     assert lines[0].startswith("etalumis serve: error: cannot serve at tcp://127.0.0.1:")
+
+
+def test_a_missing_simulator_binary_is_one_line(tmp_path):
+    out = run(["simulator=ppx", 'simulator.params.command="/nonexistent/sim --address \\{address\\}"',
+               "engine=importance", "num_traces=2", "executor=serial", "progress=false",
+               "hydra.run.dir=run"], tmp_path)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 1 and len(lines) == 1, out.stderr
+    assert "cannot launch simulator" in lines[0] and "/nonexistent/sim" in lines[0]
