@@ -6,8 +6,8 @@ Pythia's random numbers arrive with the native call stack as their base address 
 characters: every ``Pythia8::`` frame, outermost first). Before the engine's controller sees one,
 the core's :class:`~etalumis_core.ppx.addresses.AddressDictionary` replaces it by a compact
 ``a{id}:{alias}`` (``a3:ParticleDataEntry::pickChannel``); share its file between the processes
-of a study so that ids agree. The front end's own addresses (``tau_px``, ``calorimeter_...``)
-are short already and pass unchanged.
+of a study so that ids agree. The front end's own addresses (``tau_px``, ``calorimeter``) are
+short already and pass unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from etalumis_core import ConfigError, PPXSimulator
 from etalumis_core.ppx.addresses import FRONT_END_PREFIXES, AddressDictionary
 
 CALORIMETER_SHAPE = (35, 35, 20)
+#: GeV per calorimeter deposit (toy_tau_decay's quantum): the counts' energy scale.
+QUANTUM = 0.005
 SDIST = "pythia8mc-8.318.0"
 PLUGIN_ROOT = Path(__file__).resolve().parent.parent
 #: Where ``make pythia8`` puts the front end (override with ``$ETALUMIS_PYTHIA8_FRONT_END``).
@@ -48,19 +50,23 @@ def xmldoc_path(front_end: Path) -> Path:
 
 
 class _CompactAddresses:
-    """Stands between the PPX engine and the engine's controller for one trace."""
+    """Stands between the PPX engine and the engine's controller for one trace; keeps the
+    observed values (given or drawn by the engine), which the front end never sees."""
 
-    __slots__ = ("_controller", "_compact")
+    __slots__ = ("_controller", "_compact", "observed")
 
     def __init__(self, controller: Any, compact: Any) -> None:
         self._controller = controller
         self._compact = compact
+        self.observed: dict[str | None, Any] = {}
 
     def sample(self, base: str, distribution: Any, name: str | None, control: bool) -> Any:
         return self._controller.sample(self._compact(base), distribution, name, control)
 
-    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> None:
-        self._controller.observe(self._compact(base), distribution, value, name)
+    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> Any:
+        value = self._controller.observe(self._compact(base), distribution, value, name)
+        self.observed[name] = value
+        return value
 
     def tag(self, base: str, value: Any, name: str | None) -> None:
         self._controller.tag(self._compact(base), value, name)
@@ -75,12 +81,15 @@ class _CompactAddresses:
 class Pythia8TauSimulator(PPXSimulator):
     """A tau- decayed by Pythia 8 in front of toy_tau_decay's calorimeter, over PPX.
 
-    Random choices, in order: ``px``, ``py``, ``pz`` (uniform, toy_tau_decay's priors), every
-    random number of Pythia's decay (Uniform(0, 1) at native-stack addresses), then per showering
-    particle its Poisson number of calorimeter deposits. Tags: ``channel`` (index into Pythia's
-    tau decay table, :attr:`channels`), ``random_numbers``, ``final_state_pdg``,
-    ``final_state_p4`` and toy_tau_decay's composition and energy tags. Observation:
-    ``calorimeter`` (35, 35, 20).
+    Random choices, in order: ``px``, ``py``, ``pz`` (uniform, toy_tau_decay's priors), then
+    every random number of Pythia's decay (Uniform(0, 1) at native-stack addresses). Tags:
+    ``channel`` (index into Pythia's tau decay table, :attr:`channels`), ``random_numbers``,
+    ``final_state_pdg``, ``final_state_p4`` and toy_tau_decay's composition and energy tags
+    (``e_calorimeter``, 5 MeV times the observed counts, once the observe has a value).
+    Observation: ``calorimeter`` (35, 35, 20), the number of 5 MeV deposits per voxel under
+    toy_tau_decay's exact likelihood: independent Poisson(rates + ``background``), rates the
+    expected counts of the final state (``Calorimeter.expected_counts``), no deposit drawn. The
+    result: ``{"calorimeter": counts, "calorimeter_expected": rates + background}``.
 
     Parameters
     ----------
@@ -89,6 +98,9 @@ class Pythia8TauSimulator(PPXSimulator):
     settings:
         Extra Pythia settings (``"TauDecays:tauPolarization = -1"``), applied after the defaults
         (``ProcessLevel:all = off``, ``TauDecays:mode = 3``, ``TauDecays:tauPolarization = 0``).
+    background:
+        Mean number of stray deposits per voxel (toy_tau_decay's default, 1e-4): a deposit
+        where no shower reaches stays possible.
     address_dictionary:
         File of the :class:`~etalumis_core.ppx.addresses.AddressDictionary` (created if
         missing); ``None`` keeps it in memory (one process only).
@@ -98,16 +110,21 @@ class Pythia8TauSimulator(PPXSimulator):
     """
 
     def __init__(self, front_end: str | os.PathLike | None = None, settings: Sequence[str] = (),
-                 address_dictionary: str | os.PathLike | None = None,
+                 background: float = 1e-4, address_dictionary: str | os.PathLike | None = None,
                  transport: str = "ipc", timeout: float = 60.0, startup_timeout: float = 60.0,
                  grace: float = 2.0, address: str | None = None,
                  name: str = "pythia8_tau") -> None:
         self.front_end = front_end_path(front_end)
         self.settings = tuple(str(s) for s in settings)
+        if not float(background) > 0.0:
+            raise ConfigError(f"simulator.params.background must be positive (a deposit where no "
+                              f"shower reaches must stay possible), got {background!r}")
+        self.background = float(background)
         self._base_command = [str(self.front_end), "--xmldoc", str(xmldoc_path(self.front_end))]
         for s in self.settings:
             self._base_command += ["--set", s]
-        command = None if address is not None else self._base_command + ["{address}"]
+        command = (None if address is not None else
+                   self._base_command + ["--background", repr(self.background), "{address}"])
         super().__init__(address, command, timeout=timeout, startup_timeout=startup_timeout,
                          grace=grace, transport=transport, name=name,
                          observations={"calorimeter": CALORIMETER_SHAPE},
@@ -121,14 +138,19 @@ class Pythia8TauSimulator(PPXSimulator):
         return self._compact(address) if address.startswith("Pythia8") else address
 
     def run(self, controller: Any) -> Any:
-        result = super().run(_CompactAddresses(controller, self.compact))
+        compacting = _CompactAddresses(controller, self.compact)
+        result = super().run(compacting)
         array = np.asarray(result, dtype=np.float64)
         if array.size != int(np.prod(CALORIMETER_SHAPE)):
             return result
-        return {"calorimeter": array.reshape(CALORIMETER_SHAPE)}
+        counts = compacting.observed.get("calorimeter")
+        if counts is not None:  # as toy_tau_decay: the energy of the counts, when known
+            controller.tag("tau_summary", float(np.sum(counts)) * QUANTUM, "e_calorimeter")
+        return {"calorimeter": counts, "calorimeter_expected": array.reshape(CALORIMETER_SHAPE)}
 
     def config(self) -> dict[str, Any]:
         return {"front_end": str(self.front_end), "settings": list(self.settings),
+                "background": self.background,
                 "address_dictionary": str(self.addresses.path) if self.addresses.path else None}
 
     @cached_property

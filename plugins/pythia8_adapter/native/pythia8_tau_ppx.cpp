@@ -6,12 +6,13 @@
 //   px ~ U(-3, 3), py ~ U(-3, 3), pz ~ U(43, 47)      named samples (toy_tau_decay's priors)
 //   a tau- of that momentum decayed by Pythia          every flat() a Sample
 //   tags: the decay channel (index into Pythia's tau decay table), the final state, energies
-//   per showering particle a Poisson number of deposits (as toy_tau_decay's calorimeter)
-//   observe "calorimeter" ~ Normal(mean, sqrt(0.005 mean + 0.005^2)), 35 x 35 x 20
-//   RunResult: the mean calorimeter.
+//   observe "calorimeter" ~ Poisson(rates + background), 35 x 35 x 20 deposit counts: toy_tau_decay's
+//     exact likelihood, the expected 5 MeV deposits per voxel (calorimeter.h) plus stray ones
+//   RunResult: rates + background.
 //
 // Usage:
-//   pythia8_tau_ppx [--xmldoc DIR] [--set "Key = value"]... ADDRESS       serve PPX (REP, binds)
+//   pythia8_tau_ppx [--xmldoc DIR] [--set "Key = value"]... [--background B] ADDRESS
+//                                                                         serve PPX (REP, binds)
 //   pythia8_tau_ppx [--xmldoc DIR] --standalone N --seed S [--addressed]   Pythia alone (JSON)
 //   pythia8_tau_ppx [--xmldoc DIR] --list-channels                         the decay table (JSON)
 // ADDRESS defaults to $ETALUMIS_PPX_ADDRESS. The process exits when the engine whose pid is in
@@ -45,7 +46,6 @@ namespace {
 constexpr double TAU_MASS = 1.77686;
 constexpr double LOWS[3] = {-3.0, -3.0, 43.0}, HIGHS[3] = {3.0, 3.0, 47.0};
 const char* const MOMENTUM[3] = {"px", "py", "pz"};
-constexpr double SIGMA0 = 0.005, POISSON_SCALE = 0.005;  // toy_tau_decay's likelihood
 
 [[noreturn]] void fail(const std::string& what) {
   std::fprintf(stderr, "pythia8_tau_ppx: %s\n", what.c_str());
@@ -119,11 +119,6 @@ class Channel {
   double uniform(const std::string& address, const char* name, double low, double high) {
     auto lo = scalar(low), hi = scalar(high);
     return sample(address, name, ppx::Distribution_Uniform, ppx::CreateUniform(builder_, lo, hi).Union());
-  }
-
-  double poisson(const std::string& address, double rate) {
-    auto r = scalar(rate);
-    return sample(address, "", ppx::Distribution_Poisson, ppx::CreatePoisson(builder_, r).Union());
   }
 
   void tag(const std::string& address, const char* name, const std::vector<double>& value,
@@ -216,6 +211,7 @@ class PPXRndmEngine : public Pythia8::RndmEngine {
 struct Setup {
   std::string xmldoc;
   std::vector<std::string> settings;
+  double background = 1e-4;  // mean stray deposits per voxel, as toy_tau_decay's default
 };
 
 std::unique_ptr<Pythia8::Pythia> make_pythia(const Setup& setup, std::shared_ptr<Pythia8::RndmEngine> engine,
@@ -286,7 +282,7 @@ FinalState final_state(const Pythia8::Event& event) {
 
 // -- one PPX trace -------------------------------------------------------------------------------
 
-void run_trace(Channel& ppx, Pythia8::Pythia& pythia, PPXRndmEngine& engine) {
+void run_trace(Channel& ppx, Pythia8::Pythia& pythia, PPXRndmEngine& engine, double background) {
   double p[3];
   for (int k = 0; k < 3; ++k) p[k] = ppx.uniform(std::string("tau_") + MOMENTUM[k], MOMENTUM[k], LOWS[k], HIGHS[k]);
   {
@@ -330,41 +326,28 @@ void run_trace(Channel& ppx, Pythia8::Pythia& pythia, PPXRndmEngine& engine) {
   t["n_charged"] = t["n_charged_hadrons"] + t["n_leptons"];
   t["e_tau"] = std::sqrt(p[0] * p[0] + p[1] * p[1] + p[2] * p[2] + TAU_MASS * TAU_MASS);
 
-  // The calorimeter: a Poisson number of deposits per showering particle, then their mean.
-  std::vector<double> cal(calorimeter::NX * calorimeter::NY * calorimeter::NZ, 0.0);
-  for (int i = 0; i < n; ++i) {
-    const double *q = &fs.p4[4 * i], e = q[0];
-    const calorimeter::Shower* s = calorimeter::showering(static_cast<int>(fs.pdg[i]), q[1], q[2], q[3]);
-    if (s == nullptr) continue;
-    const long deposits = std::lround(ppx.poisson(std::string("calorimeter_") + s->name + "_deposits",
-                                                  e * s->sampling_fraction / calorimeter::QUANTUM));
-    calorimeter::add_expected_deposits(cal, *s, q[1], q[2], q[3], deposits);
-  }
-  double e_cal = 0.0;
-  for (double v : cal) e_cal += v;
-  t["e_calorimeter"] = e_cal;
-
   ppx.tag("tau_channel", "channel", channel);
   ppx.tag("tau_random_numbers", "random_numbers", static_cast<double>(random_numbers));
   ppx.tag("tau_final_state", "final_state_pdg", fs.pdg, {n});
   ppx.tag("tau_final_state", "final_state_p4", fs.p4, {n, 4});
   for (const auto& kv : t) ppx.tag("tau_summary", kv.first.c_str(), kv.second);
 
-  std::vector<double> stddev(cal.size());
-  for (size_t i = 0; i < cal.size(); ++i) stddev[i] = std::sqrt(POISSON_SCALE * cal[i] + SIGMA0 * SIGMA0);
+  // The deposit counts, with the deposits marginalised out: independent Poisson per voxel. The
+  // counts themselves (and so the toy's e_calorimeter tag) are the engine's, not ours.
+  std::vector<double> rates = calorimeter::expected_counts(fs.pdg, fs.p4);
+  for (double& r : rates) r += background;
   const std::vector<int32_t> shape{calorimeter::NX, calorimeter::NY, calorimeter::NZ};
   {
-    auto m = ppx.tensor(cal.data(), cal.size(), shape);
-    auto s = ppx.tensor(stddev.data(), stddev.size(), shape);
-    auto dist = ppx::CreateNormal(ppx.builder(), m, s);
+    auto r = ppx.tensor(rates.data(), rates.size(), shape);
+    auto dist = ppx::CreatePoisson(ppx.builder(), r);
     auto value = ppx.tensor(nullptr, 0, {});  // empty: the engine supplies it by name
     auto a = ppx.builder().CreateString("calorimeter");
     auto name = ppx.builder().CreateString("calorimeter");
     ppx.send(ppx::MessageBody_Observe,
-             ppx::CreateObserve(ppx.builder(), a, name, ppx::Distribution_Normal, dist.Union(), value).Union());
+             ppx::CreateObserve(ppx.builder(), a, name, ppx::Distribution_Poisson, dist.Union(), value).Union());
     ppx.expect(ppx::MessageBody_ObserveResult);
   }
-  auto result = ppx.tensor(cal.data(), cal.size(), shape);
+  auto result = ppx.tensor(rates.data(), rates.size(), shape);
   ppx.send(ppx::MessageBody_RunResult, ppx::CreateRunResult(ppx.builder(), result).Union());
 }
 
@@ -386,7 +369,7 @@ int serve(const Setup& setup, const std::string& address) {
       }
       case ppx::MessageBody_Run:
         try {
-          run_trace(ppx, *pythia, *engine);
+          run_trace(ppx, *pythia, *engine, setup.background);
         } catch (const Broken&) {
         }
         break;
@@ -406,7 +389,6 @@ int standalone(const Setup& setup, long count, int seed, bool addressed) {
   auto engine = addressed ? std::make_shared<PPXRndmEngine>(nullptr, seed) : nullptr;
   auto pythia = make_pythia(setup, engine, seed);
   if (engine) engine->begin_trace();
-  std::mt19937_64 poisson_rng(seed);
   std::map<int, long> channels;
   auto start = std::chrono::steady_clock::now();
   double checksum = 0.0;
@@ -416,15 +398,7 @@ int standalone(const Setup& setup, long count, int seed, bool addressed) {
     decay_tau(*pythia, p[0], p[1], p[2]);
     ++channels[decay_channel(*pythia)];
     const FinalState fs = final_state(pythia->event);
-    std::vector<double> cal(calorimeter::NX * calorimeter::NY * calorimeter::NZ, 0.0);
-    for (size_t j = 0; j < fs.pdg.size(); ++j) {
-      const double* q = &fs.p4[4 * j];
-      const calorimeter::Shower* s = calorimeter::showering(static_cast<int>(fs.pdg[j]), q[1], q[2], q[3]);
-      if (s == nullptr) continue;
-      std::poisson_distribution<long> deposits(q[0] * s->sampling_fraction / calorimeter::QUANTUM);
-      calorimeter::add_expected_deposits(cal, *s, q[1], q[2], q[3], deposits(poisson_rng));
-    }
-    for (double v : cal) checksum += v;
+    for (double r : calorimeter::expected_counts(fs.pdg, fs.p4)) checksum += r * calorimeter::QUANTUM;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("{\"decays\": %ld, \"seed\": %d, \"addressed\": %s, \"seconds\": %.6f, \"energy\": %.6f, "
@@ -480,6 +454,13 @@ int main(int argc, char** argv) {
     };
     if (a == "--xmldoc") setup.xmldoc = value();
     else if (a == "--set") setup.settings.push_back(value());
+    else if (a == "--background") {
+      const std::string v = value();
+      char* end = nullptr;
+      setup.background = std::strtod(v.c_str(), &end);
+      if (end == v.c_str() || *end != '\0' || !(setup.background > 0.0))
+        fail("--background needs a positive number (mean stray deposits per voxel), got '" + v + "'");
+    }
     else if (a == "--standalone") standalone_count = std::atol(value().c_str());
     else if (a == "--seed") seed = std::atoi(value().c_str());
     else if (a == "--addressed") addressed = true;

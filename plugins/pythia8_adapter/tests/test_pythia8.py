@@ -1,5 +1,6 @@
 """The real Pythia 8 under control over real sockets: reproducibility, addresses, the tagged
-decay, the calorimeter port, the prior decay-mode fractions, and a long rejection loop."""
+decay, the calorimeter port and its Poisson observation, the prior decay-mode fractions, and a
+long rejection loop."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def test_same_seed_same_trace_bit_for_bit_in_another_process(sim, front_end):
     for va, vb in zip(a.variables, b.variables):
         assert np.asarray(va.value).tobytes() == np.asarray(vb.value).tobytes(), va.address
     assert a.log_weight == b.log_weight
-    assert np.asarray(a.result["calorimeter"]).tobytes() == np.asarray(b.result["calorimeter"]).tobytes()
+    for key in ("calorimeter", "calorimeter_expected"):
+        assert np.asarray(a.result[key]).tobytes() == np.asarray(b.result[key]).tobytes(), key
 
 
 def test_momentum_first_named_choices_then_pythia_stack_addresses(sim):
@@ -42,7 +44,7 @@ def test_momentum_first_named_choices_then_pythia_stack_addresses(sim):
     assert [v.name for v in samples[:3]] == ["px", "py", "pz"]
     bounds = [(v.distribution.params()["low"], v.distribution.params()["high"]) for v in samples[:3]]
     assert np.allclose(bounds, [(-3, 3), (-3, 3), (43, 47)])
-    pythia = [v for v in samples[3:] if not v.address.startswith("calorimeter_")]
+    pythia = samples[3:]  # the deposits are marginalised: every other choice is Pythia's
     assert len(pythia) == int(trace.values_by_name()["random_numbers"]) > 10
     for v in pythia:
         assert v.distribution.name == "Uniform" and v.control and 0.0 <= v.value < 1.0
@@ -84,34 +86,57 @@ def test_decay_is_tagged_and_conserves_four_momentum(sim):
         assert np.isclose(v["e_visible"] + v["e_invisible"], tau[0])
 
 
-def test_calorimeter_port_equals_the_python_calorimeter(sim):
+def test_calorimeter_port_equals_the_python_calorimeter(front_end):
     from etalumis_toy_tau_decay.calorimeter import Calorimeter
     from etalumis_toy_tau_decay.decay import Particle
 
     calorimeter = Calorimeter()
     showered = 0
-    for seed in range(16):
-        trace = simulate(sim, seed=seed)
-        v = trace.values_by_name()
-        particles = [Particle(int(i), np.asarray(p, float)) for i, p in
-                     zip(np.asarray(v["final_state_pdg"]), np.asarray(v["final_state_p4"]).reshape(-1, 4))]
-        counts = [int(s.value) for s in _samples(trace) if s.address.startswith("calorimeter_")]
-        kinds = [s.address.split("_")[1] for s in _samples(trace) if s.address.startswith("calorimeter_")]
-        # The same particles shower, in the same order, with the same Poisson rates.
-        showering = [p for p in particles if calorimeter.shower_type(p.pdg) is not None and p.visible
-                     and calorimeter._geometry(p) is not None]
-        assert kinds == [calorimeter.shower_type(p.pdg).name for p in showering]
-        expected = np.zeros((35, 35, 20))
-        for p, n in zip(showering, counts):
-            if n > 0:
-                expected += calorimeter.expected_deposits(p, n)
-        observed = next(x for x in trace.variables if x.kind == "observe")
-        mean = observed.distribution.params()["mean"]
-        assert np.allclose(np.asarray(mean), expected, rtol=1e-12, atol=1e-15)
-        assert np.allclose(trace.result["calorimeter"], expected, rtol=1e-12, atol=1e-15)
-        assert np.isclose(v["e_calorimeter_expected"], calorimeter.expected_energy(particles))
-        showered += len(showering)
+    # A background far below every shower's rate leaves the front end's rates bare.
+    with Pythia8TauSimulator(front_end, background=1e-300) as bare:
+        for seed in range(16):
+            trace = simulate(bare, seed=seed)
+            v = trace.values_by_name()
+            particles = [Particle(int(i), np.asarray(p, float)) for i, p in
+                         zip(np.asarray(v["final_state_pdg"]),
+                             np.asarray(v["final_state_p4"]).reshape(-1, 4))]
+            expected = calorimeter.expected_counts(particles) + 1e-300
+            observed = next(x for x in trace.variables if x.kind == "observe")
+            assert observed.distribution.name == "Poisson"
+            np.testing.assert_allclose(observed.distribution.params()["rate"], expected,
+                                       rtol=1e-12, atol=0.0)
+            np.testing.assert_allclose(trace.result["calorimeter_expected"], expected,
+                                       rtol=1e-12, atol=0.0)
+            assert np.isclose(v["e_calorimeter_expected"], calorimeter.expected_energy(particles))
+            showered += sum(calorimeter.sampling_fraction(p.pdg) > 0 and p.visible
+                            and calorimeter._geometry(p) is not None for p in particles)
     assert showered >= 16
+
+
+def test_observation_is_poisson_deposit_counts_with_background(sim):
+    from scipy import stats
+
+    trace = simulate(sim, seed=0)  # tau- -> pi- pi- pi+ nu_tau: about 1,900 deposits expected
+    assert not any(v.address.startswith("calorimeter") for v in _samples(trace))  # none drawn
+    observed = next(x for x in trace.variables if x.kind == "observe")
+    assert observed.name == "calorimeter" and observed.address.startswith("calorimeter__")
+    rate = np.asarray(observed.distribution.params()["rate"])
+    assert rate.shape == (35, 35, 20) and rate.min() >= 1e-4
+    # Voxels no shower reaches hold the background alone.
+    assert np.count_nonzero(np.isclose(rate, 1e-4, rtol=1e-9, atol=0.0)) > 1000
+    np.testing.assert_array_equal(trace.result["calorimeter_expected"], rate)
+    counts = np.asarray(trace.result["calorimeter"])
+    np.testing.assert_array_equal(counts, observed.value)
+    assert np.all(counts == np.round(counts)) and counts.sum() > 100
+    assert np.isclose(trace.log_likelihood, stats.poisson.logpmf(counts, rate).sum(), rtol=1e-9)
+    assert trace.values_by_name()["e_calorimeter"] == pytest.approx(0.005 * counts.sum())
+
+
+def test_a_background_that_is_not_positive_is_one_clear_error(front_end):
+    from etalumis_core import ConfigError
+
+    with pytest.raises(ConfigError, match="background must be positive"):
+        Pythia8TauSimulator(front_end, background=0.0)
 
 
 def _chi_square(counts_a: np.ndarray, counts_b: np.ndarray, min_expected: float = 5.0):
