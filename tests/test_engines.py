@@ -362,3 +362,11 @@ def test_smc_progress_bar_has_a_total_and_ends_full(monkeypatch):
              num_traces=64, seed=0, progress=True)
     assert len(totals) >= 2 and all(total >= done > 0 for done, total in totals)
     assert totals[-1][0] == totals[-1][1]   # the last round's estimate is exact
+
+
+def test_genealogy_ess_of_a_shared_value_is_the_particle_count():
+    # 6.785 * 1000 / 1000 is not 6.785 in floating point: the variance of this constant column
+    # is rounding noise, not a sign of few effective draws.
+    values = np.full(1000, 6.785)
+    groups = np.repeat(np.arange(10), 100)
+    assert genealogy_ess(values, np.arange(1000), groups, 3) == 1000.0

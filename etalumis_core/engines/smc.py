@@ -622,7 +622,9 @@ def genealogy_ess(values: np.ndarray, index: np.ndarray, groups: np.ndarray,
     n = len(groups)
     values = np.asarray(values, dtype=np.float64)
     variance = float(values.var())
-    if len(values) < 2 or variance == 0.0 or not np.isfinite(variance):
+    # A value every particle shares (an observed quantity tagged by the simulator) has no
+    # error to estimate; test it exactly, as its computed variance can be rounding noise.
+    if len(values) < 2 or np.ptp(values) == 0 or not np.isfinite(variance):
         return float(n)
     share = len(values) / n
     centred = np.zeros(n)
