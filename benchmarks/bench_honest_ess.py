@@ -19,7 +19,6 @@ Single thread, serial executor; prints one table.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import numpy as np

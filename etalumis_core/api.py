@@ -32,6 +32,20 @@ def _resolve(kind: str, value: Any, plugins: Plugins | None, options: Mapping[st
     return plugins.registries[kind].create(value, **options), plugins
 
 
+def resolve_simulator(simulator: Any, plugins: Plugins | None,
+                      options: Mapping[str, Any] | None) -> tuple[Simulator | SimulatorSpec,
+                                                               Plugins | None]:
+    """A registered simulator's name becomes a spec (built with ``options``), a function a
+    :class:`Simulator`; a spec or a simulator stays as it is."""
+    if isinstance(simulator, str):
+        plugins = plugins or load_plugins()
+        entry = plugins.simulators.get(simulator)
+        return SimulatorSpec(entry.factory, options, name=simulator), plugins
+    if isinstance(simulator, SimulatorSpec):
+        return simulator, plugins
+    return as_simulator(simulator), plugins
+
+
 def infer(simulator: Any, observe: Mapping[str, Any] | None = None, engine: str | Engine = "importance",
           num_traces: int = 1000, seed: int | None = None, executor: str | Executor | None = None,
           progress: bool | None = None, plugins: Plugins | None = None,
@@ -45,12 +59,7 @@ def infer(simulator: Any, observe: Mapping[str, Any] | None = None, engine: str 
     :class:`Engine`. The same seed gives the same posterior, bit for bit; ``seed=None`` draws
     one and records it in ``posterior.metadata["seed"]``.
     """
-    if isinstance(simulator, str):
-        plugins = plugins or load_plugins()
-        entry = plugins.simulators.get(simulator)
-        simulator = SimulatorSpec(entry.factory, simulator_options, name=simulator)
-    elif not isinstance(simulator, SimulatorSpec):
-        simulator = as_simulator(simulator)
+    simulator, plugins = resolve_simulator(simulator, plugins, simulator_options)
     engine_obj, plugins = _resolve("engines", engine, plugins, engine_options)
     if executor is None:
         executor_obj = None

@@ -29,15 +29,15 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .api import _resolve, observations_of, simulate
+from .api import _resolve, observations_of, resolve_simulator, simulate
 from .engines.base import Engine
 from .errors import ConfigError
 from .executors import Executor, SerialExecutor
-from .plugins import Plugins, load_plugins
+from .plugins import Plugins
 from .posterior import Marginal, Posterior
 from .progress import Progress
 from .seeding import chunk_rng, resolve_seed
-from .simulator import Simulator, SimulatorSpec, as_simulator, simulator_name
+from .simulator import Simulator, simulator_name
 from .trace import FACTOR, OBSERVE, Trace
 
 __all__ = ["calibrate", "score_event", "summarize", "coverage_band", "LEVELS"]
@@ -249,12 +249,7 @@ def calibrate(simulator: Any, engine: str | Engine = "importance", num_events: i
     if isinstance(num_traces, bool) or not isinstance(num_traces, (int, np.integer)) or num_traces < 1:
         raise ValueError(f"num_traces must be a positive integer, got {num_traces!r}")
     event_seed, seed = resolve_seed(event_seed), resolve_seed(seed)
-    if isinstance(simulator, str):
-        plugins = plugins or load_plugins()
-        entry = plugins.simulators.get(simulator)
-        simulator = SimulatorSpec(entry.factory, simulator_options, name=simulator)
-    elif not isinstance(simulator, SimulatorSpec):
-        simulator = as_simulator(simulator)
+    simulator, plugins = resolve_simulator(simulator, plugins, simulator_options)
     engine_obj, plugins = _resolve("engines", engine, plugins, engine_options)
     if executor is None or not isinstance(executor, str):
         executor_obj, owned = executor or SerialExecutor(), executor is None

@@ -258,10 +258,9 @@ def dataset_from_config(cfg: Any, output_dir: str, plugins: Plugins | None = Non
     spec = simulator_spec(plugins, cfg.simulator)
     target = cfg.get("output") or os.path.join(output_dir, "dataset")
     with build(plugins, "executors", cfg.executor) as executor:
-        result = generate_dataset(spec, target, int(cfg.num_traces), seed=cfg.seed,
-                                  executor=executor, chunk_size=int(cfg.chunk_size),
-                                  prior_inflation=bool(cfg.prior_inflation),
-                                  progress=bool(cfg.progress))
+        generate_dataset(spec, target, int(cfg.num_traces), seed=cfg.seed,
+                         executor=executor, chunk_size=int(cfg.chunk_size),
+                         prior_inflation=bool(cfg.prior_inflation), progress=bool(cfg.progress))
     return {"message": f"dataset of {cfg.num_traces} traces in {target}", "dataset": target}
 
 
