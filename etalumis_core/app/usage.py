@@ -46,11 +46,11 @@ def help_text(plugins: Any, groups: dict[str, str], available: list[str]) -> str
     lines += ["", "common keys:"]
     width = max(map(len, COMMON_KEYS))
     lines += [f"  {key:<{width}}  {text}" for key, text in COMMON_KEYS.items()]
-    lines += ["", "  -m, --multirun  sweep: engine=importance,rmh seed=0,1 runs every combination",
+    lines += ["", "  -m, --multirun  sweep: seed=0,1 num_traces=100,1000 runs every combination",
               "  --verbose       full tracebacks for ordinary errors",
               "  --cfg job       print the composed config of a command and exit",
               "  --hydra-help    Hydra's own options (launchers, sweepers, output directories)",
-              "", "examples:", "  etalumis", "  etalumis simulator=gaussian engine=rmh num_traces=5000",
+              "", "examples:", "  etalumis", "  etalumis simulator=gaussian num_traces=5000",
               "  etalumis simulate simulator=toy_tau_decay seed=7",
-              "  etalumis -m engine=importance,smc seed=0,1"]
+              "  etalumis -m simulator=gaussian seed=0,1,2"]
     return "\n".join(lines)
