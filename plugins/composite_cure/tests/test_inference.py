@@ -2,9 +2,9 @@
 
 The cycle is uncertain (1 to 3 ramp/hold segments, the plugin's default), so the posterior is
 trans-dimensional and sharply peaked (144 readings at 1 °C). The documented engine (README,
-"Inference") is SMC; on the calibration grid (8 + 2 cells, dt = 300 s; truth and model share it)
-one event costs about 12 CPU-seconds with its 32 particles and 6 sweeps per round. This test
-gives it 48 particles and 8 sweeps (about 25 CPU-seconds) for a margin on its one event.
+"Inference") is ``composite_cure_smc`` with 64 particles; on the calibration grid (8 + 2 cells,
+dt = 300 s; truth and model share it) one event costs about 75 CPU-seconds. This test runs the
+same engine settings with half the particles (about 37 CPU-seconds) on one event.
 The known-cycle variant (the autoclave log available) is checked with RMH as well.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 et = pytest.importorskip("etalumis_core")
 
 from etalumis_composite_cure.analysis import band, band_coverage  # noqa: E402
-from etalumis_composite_cure.model import CureSimulator  # noqa: E402
+from etalumis_composite_cure.model import SMC_PARTICLES, CureSimulator  # noqa: E402
 
 GRID = dict(n_laminate=8, n_tool=2, dt=300.0)
 
@@ -25,8 +25,8 @@ def test_smc_recovers_mid_thickness_temperature_with_the_random_cycle():
     sim = CureSimulator(**GRID)
     assert sim.fixed_cycle is None   # the random cycle is the default
     truth = et.simulate(sim, seed=1)
-    post = et.infer(sim, observe=et.observations_of(truth), engine="smc", num_traces=48,
-                    moves=8, seed=0, progress=False)
+    post = et.infer(sim, observe=et.observations_of(truth), engine="composite_cure_smc",
+                    num_traces=SMC_PARTICLES // 2, seed=0, progress=False)
     posterior_band = band(post, "mid_temperature")
     prior = np.array([et.simulate(sim, seed=1000 + i).named("mid_temperature").value
                       for i in range(100)])
