@@ -111,10 +111,12 @@ def _marginal_kish(posterior: Posterior, key: str) -> float:
         return 0.0
 
 
-def low_ess_warnings(ess: float | None, num_traces: int, kind: str = "") -> list[str]:
+def low_ess_warnings(ess: float | None, num_traces: int, kind: str = "",
+                     remedy: str = "draw more traces or use an engine that proposes better "
+                                   "(a trained network, or SMC)") -> list[str]:
     """A warning when the effective sample size is too small to trust the marginals."""
     if ess is None or ess >= LOW_ESS:
         return []
     return [f"the effective sample size{kind} is {ess:.1f} of {num_traces} traces (under "
             f"{LOW_ESS}): the marginals rest on a handful of traces and their intervals are "
-            f"not to be trusted; draw more traces or use a better proposal (engine=ic or smc)"]
+            f"not to be trusted; {remedy}"]

@@ -273,7 +273,9 @@ class SequentialMonteCarlo(Engine):
             by_latent[key] = genealogy_ess(np.asarray(column.values, dtype=np.float64),
                                            column.index, groups, genealogy["resamplings"])
         ess = min(by_latent.values()) if by_latent else None
-        warnings = low_ess_warnings(ess, posterior.num_traces, " (smallest over the latents)")
+        warnings = low_ess_warnings(ess, posterior.num_traces, " (smallest over the latents)",
+                                    "use more particles (num_traces) or more sweeps per round "
+                                    "(moves, max_moves)")
         if meta.get("truncated"):
             warnings.append(f"tempering was cut short after max_rounds={self.max_rounds} rounds: "
                             f"the last step jumped to the posterior; raise max_rounds")
