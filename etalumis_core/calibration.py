@@ -120,13 +120,40 @@ def _event_path(output_dir: str, index: int) -> str:
     return os.path.join(output_dir, "events", f"event-{index:06d}.json")
 
 
+class _Alive:
+    """Stands in for a progress bar: each finished trace of an event's inference tells the
+    worker's watchdog that it is alive (``report(0)``), so a pool's per-trace timeout measures
+    traces, not whole events."""
+
+    def __init__(self, report: Callable[[int], None], progress: Any) -> None:
+        self._report, self._progress = report, progress
+
+    def update(self, n: int = 1) -> None:
+        self._report(0)
+        if self._progress is not None:
+            self._progress.update(n)
+
+
+class _AliveExecutor(SerialExecutor):
+    """The serial executor an event's inference runs on inside a worker."""
+
+    def __init__(self, report: Callable[[int], None]) -> None:
+        super().__init__()
+        self._report = report
+
+    def map(self, task: Any, items: Sequence[Any], simulator: Any, progress: Any = None,
+            weights: Sequence[int] | None = None) -> list:
+        return super().map(task, items, simulator, _Alive(self._report, progress), weights)
+
+
 def _calibrate_event(simulator: Simulator, item: tuple, report: Callable[[int], None]) -> dict:
     """Work item: simulate event ``index``, infer it serially on this worker's simulator, score
     it, and write the scores (atomically) before returning them."""
     engine, num_traces, index, truth_seed, seed, names, output_dir = item
     truth = simulate(simulator, seed=truth_seed)
     cpu, wall = time.process_time(), time.perf_counter()
-    posterior = engine.run(simulator, observations_of(truth), num_traces, seed, progress=False)
+    posterior = engine.run(simulator, observations_of(truth), num_traces, seed,
+                           executor=_AliveExecutor(report), progress=False)
     result = {"event": index, "truth_seed": truth_seed, "seed": seed,
               "cpu_seconds": time.process_time() - cpu,
               "wall_seconds": time.perf_counter() - wall,

@@ -152,3 +152,23 @@ def test_calibrate_from_the_command_line_on_a_process_pool(tmp_path):
     serial = et.calibrate("gaussian", engine="importance", num_events=20, num_traces=200,
                           progress=False)
     assert summary["latents"] == json.loads(json.dumps(serial["latents"]))
+
+
+def slow_gaussian():
+    import time
+
+    time.sleep(0.2)   # 15 traces: an event takes 3 s, each trace a fifth of a second
+    mu = et.sample(et.Normal(0.0, 1.0), name="mu")
+    et.observe(et.Normal(mu, 1.0), name="y")
+
+
+def test_the_pool_timeout_measures_traces_not_whole_events(tmp_path):
+    """An event's inference is one work item; the executor's per-trace timeout must not kill a
+    worker whose event takes longer than the timeout while each of its traces is quick."""
+    from etalumis_core.executors import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(num_workers=1, timeout=1.5, retries=0) as pool:
+        result = et.calibrate(slow_gaussian, engine="importance", num_events=2, num_traces=15,
+                              seed=0, executor=pool, progress=False, plots=False,
+                              output_dir=str(tmp_path))
+    assert result["num_events"] == 2
