@@ -78,7 +78,75 @@ class _CompactAddresses:
         return getattr(self._controller, item)
 
 
-class Pythia8TauSimulator(PPXSimulator):
+class Pythia8Tau:
+    """What every way of running the tau trace shares (over PPX, :class:`Pythia8TauSimulator`;
+    in this process, :class:`~.inprocess.Pythia8TauInProcess`): Pythia's settings, the address
+    dictionary, the run result, the decay table and the report. The traces themselves are the
+    same, bit for bit: one C++ trace (``native/tau_trace.h``) behind both."""
+
+    def _configure(self, front_end: str | os.PathLike | None, settings: Sequence[str],
+                   background: float, address_dictionary: str | os.PathLike | None) -> None:
+        self.front_end = front_end_path(front_end)
+        self.settings = tuple(str(s) for s in settings)
+        if not float(background) > 0.0:
+            raise ConfigError(f"simulator.params.background must be positive (a deposit where no "
+                              f"shower reaches must stay possible), got {background!r}")
+        self.background = float(background)
+        self.xmldoc = xmldoc_path(self.front_end)
+        self._base_command = [str(self.front_end), "--xmldoc", str(self.xmldoc)]
+        for s in self.settings:
+            self._base_command += ["--set", s]
+        self.addresses = AddressDictionary(address_dictionary, innermost_first=False,
+                                           skip_prefixes=SKIP_FRAMES)
+        self._compact = self.addresses.compact
+
+    def compact(self, address: str) -> str:
+        """The compact form of a native-stack address; the trace's own pass unchanged."""
+        return self._compact(address) if address.startswith("Pythia8") else address
+
+    @staticmethod
+    def _result(controller: Any, observed: dict, result: Any) -> Any:
+        """The run result from the rates the trace returned, and the ``e_calorimeter`` tag."""
+        array = np.asarray(result, dtype=np.float64)
+        if array.size != int(np.prod(CALORIMETER_SHAPE)):
+            return result
+        counts = observed.get("calorimeter")
+        if counts is not None:  # as toy_tau_decay: the energy of the counts, when known
+            controller.tag("tau_summary", float(np.sum(counts)) * QUANTUM, "e_calorimeter")
+        return {"calorimeter": counts, "calorimeter_expected": array.reshape(CALORIMETER_SHAPE)}
+
+    def config(self) -> dict[str, Any]:
+        return {"front_end": str(self.front_end), "settings": list(self.settings),
+                "background": self.background,
+                "address_dictionary": str(self.addresses.path) if self.addresses.path else None}
+
+    @cached_property
+    def channels(self) -> list[dict]:
+        """Pythia's tau decay table (index, branching ratio, products, name)."""
+        out = subprocess.run(self._base_command + ["--list-channels"], capture_output=True,
+                             text=True, check=True).stdout
+        return json.loads(out)
+
+    def run_standalone(self, count: int, seed: int, addressed: bool = False) -> dict:
+        """Pythia alone (its own random numbers, no control) on ``count`` taus: decay-mode
+        counts and wall time, the baseline of the cost of control. ``addressed``: local random
+        numbers that still get their native-stack addresses (the cost of addressing alone)."""
+        args = self._base_command + ["--standalone", str(int(count)), "--seed", str(int(seed))]
+        args += ["--addressed"] if addressed else []
+        done = subprocess.run(args, capture_output=True, text=True, check=True)
+        return json.loads(done.stdout)
+
+    def report(self, posterior: Any, truth: Any, output_dir: str) -> dict:
+        from .report import report
+
+        summary = report(posterior, truth, output_dir, self.channels)
+        summary["address_dictionary"] = {
+            "path": str(self.addresses.path) if self.addresses.path else None,
+            "num_addresses": len(self.addresses)}
+        return summary
+
+
+class Pythia8TauSimulator(Pythia8Tau, PPXSimulator):
     """A tau- decayed by Pythia 8 in front of toy_tau_decay's calorimeter, over PPX.
 
     Random choices, in order: ``px``, ``py``, ``pz`` (uniform, toy_tau_decay's priors), then
@@ -114,66 +182,14 @@ class Pythia8TauSimulator(PPXSimulator):
                  transport: str = "ipc", timeout: float = 60.0, startup_timeout: float = 60.0,
                  grace: float = 2.0, address: str | None = None,
                  name: str = "pythia8_tau") -> None:
-        self.front_end = front_end_path(front_end)
-        self.settings = tuple(str(s) for s in settings)
-        if not float(background) > 0.0:
-            raise ConfigError(f"simulator.params.background must be positive (a deposit where no "
-                              f"shower reaches must stay possible), got {background!r}")
-        self.background = float(background)
-        self._base_command = [str(self.front_end), "--xmldoc", str(xmldoc_path(self.front_end))]
-        for s in self.settings:
-            self._base_command += ["--set", s]
+        self._configure(front_end, settings, background, address_dictionary)
         command = (None if address is not None else
                    self._base_command + ["--background", repr(self.background), "{address}"])
         super().__init__(address, command, timeout=timeout, startup_timeout=startup_timeout,
                          grace=grace, transport=transport, name=name,
                          observations={"calorimeter": CALORIMETER_SHAPE},
                          stdout=subprocess.DEVNULL)
-        self.addresses = AddressDictionary(address_dictionary, innermost_first=False,
-                                           skip_prefixes=SKIP_FRAMES)
-        self._compact = self.addresses.compact
-
-    def compact(self, address: str) -> str:
-        """The compact form of a native-stack address; the front end's own pass unchanged."""
-        return self._compact(address) if address.startswith("Pythia8") else address
 
     def run(self, controller: Any) -> Any:
         compacting = _CompactAddresses(controller, self.compact)
-        result = super().run(compacting)
-        array = np.asarray(result, dtype=np.float64)
-        if array.size != int(np.prod(CALORIMETER_SHAPE)):
-            return result
-        counts = compacting.observed.get("calorimeter")
-        if counts is not None:  # as toy_tau_decay: the energy of the counts, when known
-            controller.tag("tau_summary", float(np.sum(counts)) * QUANTUM, "e_calorimeter")
-        return {"calorimeter": counts, "calorimeter_expected": array.reshape(CALORIMETER_SHAPE)}
-
-    def config(self) -> dict[str, Any]:
-        return {"front_end": str(self.front_end), "settings": list(self.settings),
-                "background": self.background,
-                "address_dictionary": str(self.addresses.path) if self.addresses.path else None}
-
-    @cached_property
-    def channels(self) -> list[dict]:
-        """Pythia's tau decay table (index, branching ratio, products, name)."""
-        out = subprocess.run(self._base_command + ["--list-channels"], capture_output=True,
-                             text=True, check=True).stdout
-        return json.loads(out)
-
-    def run_standalone(self, count: int, seed: int, addressed: bool = False) -> dict:
-        """Pythia alone (its own random numbers, no PPX) on ``count`` taus: decay-mode counts
-        and wall time, the baseline of the cost of control. ``addressed``: local random numbers
-        that still get their native-stack addresses (the cost of addressing alone)."""
-        args = self._base_command + ["--standalone", str(int(count)), "--seed", str(int(seed))]
-        args += ["--addressed"] if addressed else []
-        done = subprocess.run(args, capture_output=True, text=True, check=True)
-        return json.loads(done.stdout)
-
-    def report(self, posterior: Any, truth: Any, output_dir: str) -> dict:
-        from .report import report
-
-        summary = report(posterior, truth, output_dir, self.channels)
-        summary["address_dictionary"] = {
-            "path": str(self.addresses.path) if self.addresses.path else None,
-            "num_addresses": len(self.addresses)}
-        return summary
+        return self._result(controller, compacting.observed, super().run(compacting))
