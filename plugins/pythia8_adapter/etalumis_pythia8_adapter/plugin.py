@@ -10,7 +10,7 @@ from etalumis_core import hookimpl
 PPX_ONLY = ("timeout", "startup_timeout", "grace")
 
 
-def make_simulator(transport: str = "ipc", **params: Any) -> Any:
+def make_simulator(transport: str = "inprocess", **params: Any) -> Any:
     """Build the tau simulator: with ``transport="inprocess"`` Pythia runs in this process
     (:class:`~.inprocess.Pythia8TauInProcess`, no sockets); with ``"ipc"`` or ``"tcp"`` it is a
     PPX front-end process (:class:`~.simulator.Pythia8TauSimulator`). The traces are the same,
