@@ -64,6 +64,11 @@ struct SetupError : std::runtime_error {
 
 // -- addresses from the native call stack ---------------------------------------------------------
 
+// Frames walked per random number: Pythia's tau decays are 8 Pythia8:: frames deep. Walking no
+// deeper keeps the cost the same whatever calls Pythia (an executable, or the dozens of frames of
+// a Python interpreter), and the addresses too.
+constexpr int STACK_DEPTH = 32;
+
 // "Pythia8::TauDecays::decay(int, Pythia8::Event&)" -> "Pythia8::TauDecays::decay"
 inline std::string without_arguments(const std::string& name) {
   int depth = 0;
@@ -80,6 +85,7 @@ inline std::string without_arguments(const std::string& name) {
 // address does not depend on what called Pythia: an executable or a Python interpreter.
 inline std::string stack_address(void* const* frames, int n) {
   std::vector<std::string> kept;
+  int outermost = -1;
   for (int i = 0; i < n; ++i) {
     Dl_info info;
     if (!dladdr(frames[i], &info) || info.dli_sname == nullptr) continue;
@@ -93,7 +99,12 @@ inline std::string stack_address(void* const* frames, int n) {
                   static_cast<unsigned long>(static_cast<const char*>(frames[i]) -
                                              static_cast<const char*>(info.dli_saddr)));
     kept.push_back(without_arguments(name) + offset);
+    outermost = i;
   }
+  // Pythia's frames must end before the walk does, or the address would be cut short.
+  if (n == STACK_DEPTH && outermost == n - 1)
+    throw std::runtime_error("a random number drawn " + std::to_string(n) +
+                             "+ frames deep in Pythia: raise STACK_DEPTH in tau_trace.h");
   std::string address;
   for (auto it = kept.rbegin(); it != kept.rend(); ++it) address += (address.empty() ? "" : ";") + *it;
   return address.empty() ? "Pythia8" : address;
@@ -109,8 +120,8 @@ class ControlledRndmEngine : public Pythia8::RndmEngine {
   double flat() override {
     if (!in_trace_) return std::generate_canonical<double, 53>(local_);
     ++count_;
-    void* frames[64];
-    const int n = backtrace(frames, 64);
+    void* frames[STACK_DEPTH];
+    const int n = backtrace(frames, STACK_DEPTH);
     // Symbolising costs ~0.5 ms; the raw return addresses identify the stack just as well.
     std::string key(reinterpret_cast<const char*>(frames), n * sizeof(void*));
     auto it = addresses_.find(key);
