@@ -34,15 +34,15 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 try:  # POSIX file locks; without them the dictionary is still correct for one process
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["AddressDictionary", "make_alias", "function_name", "split_frames",
-           "FRONT_END_PREFIXES"]
+__all__ = ["AddressDictionary", "CompactingController", "make_alias", "function_name",
+           "split_frames", "FRONT_END_PREFIXES"]
 
 FORMAT = "etalumis-address-dictionary"
 FORMAT_VERSION = 1
@@ -337,6 +337,38 @@ class AddressDictionary:
         """Assign ids to several long addresses (in the given order)."""
         for a in addresses:
             self.compact(a)
+
+
+class CompactingController:
+    """Stands between a native simulator and the engine's controller for one trace: every base
+    address goes through ``compact`` (an :class:`AddressDictionary`'s, or a function that passes
+    some addresses unchanged) before the controller sees it. Keeps the value of each observe by
+    name (given, or drawn by the engine), which a native simulator never sees; anything else is
+    the controller's."""
+
+    __slots__ = ("_controller", "_compact", "observed")
+
+    def __init__(self, controller: Any, compact: Callable[[str], str]) -> None:
+        self._controller = controller
+        self._compact = compact
+        self.observed: dict[str | None, Any] = {}
+
+    def sample(self, base: str, distribution: Any, name: str | None, control: bool) -> Any:
+        return self._controller.sample(self._compact(base), distribution, name, control)
+
+    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> Any:
+        value = self._controller.observe(self._compact(base), distribution, value, name)
+        self.observed[name] = value
+        return value
+
+    def tag(self, base: str, value: Any, name: str | None) -> None:
+        self._controller.tag(self._compact(base), value, name)
+
+    def factor(self, base: str, log_weight: float, name: str | None) -> None:
+        self._controller.factor(self._compact(base), log_weight, name)
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._controller, item)
 
 
 class _FileLock:

@@ -24,8 +24,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from etalumis_core import ConfigError, Poisson, SimulatorError, Simulator, Uniform
+from etalumis_core.ppx.addresses import CompactingController
 
-from .simulator import CALORIMETER_SHAPE, Pythia8Tau, _CompactAddresses
+from .simulator import CALORIMETER_SHAPE, Pythia8Tau
 
 #: The library ``make pythia8`` builds beside the front end.
 LIBRARY_NAME = "libpythia8_tau.so"
@@ -83,7 +84,7 @@ class _Trace:
 
     __slots__ = ("controller", "result", "error")
 
-    def __init__(self, controller: _CompactAddresses) -> None:
+    def __init__(self, controller: CompactingController) -> None:
         self.controller = controller
         self.result: Any = None
         self.error: BaseException | None = None
@@ -115,7 +116,7 @@ class Pythia8TauInProcess(Pythia8Tau, Simulator):
         if self._native is None:
             self._native = _Native(self.library, str(self.xmldoc), self.settings,
                                    self.background)
-        compacting = _CompactAddresses(controller, self.compact)
+        compacting = CompactingController(controller, self.compact)
         return self._result(controller, compacting.observed, self._native.run(compacting))
 
     def close(self) -> None:
@@ -156,7 +157,7 @@ class _Native:
         self._callbacks = _Callbacks(_UNIFORM(self._uniform), _TENSOR(self._tag),
                                      _TENSOR(self._observe), _RESULT(self._return))
 
-    def run(self, controller: _CompactAddresses) -> Any:
+    def run(self, controller: CompactingController) -> Any:
         trace = self._trace = _Trace(controller)
         try:
             status = self._lib.pythia8_tau_run(self._handle, ctypes.byref(self._callbacks),

@@ -22,7 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from etalumis_core import ConfigError, PPXSimulator
-from etalumis_core.ppx.addresses import FRONT_END_PREFIXES, AddressDictionary
+from etalumis_core.ppx.addresses import (FRONT_END_PREFIXES, AddressDictionary,
+                                         CompactingController)
 
 CALORIMETER_SHAPE = (35, 35, 20)
 #: GeV per calorimeter deposit (toy_tau_decay's quantum): the counts' energy scale.
@@ -47,35 +48,6 @@ def front_end_path(front_end: str | os.PathLike | None = None) -> Path:
 
 def xmldoc_path(front_end: Path) -> Path:
     return front_end.parent / SDIST / "pythia8318" / "share" / "Pythia8" / "xmldoc"
-
-
-class _CompactAddresses:
-    """Stands between the PPX engine and the engine's controller for one trace; keeps the
-    observed values (given or drawn by the engine), which the front end never sees."""
-
-    __slots__ = ("_controller", "_compact", "observed")
-
-    def __init__(self, controller: Any, compact: Any) -> None:
-        self._controller = controller
-        self._compact = compact
-        self.observed: dict[str | None, Any] = {}
-
-    def sample(self, base: str, distribution: Any, name: str | None, control: bool) -> Any:
-        return self._controller.sample(self._compact(base), distribution, name, control)
-
-    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> Any:
-        value = self._controller.observe(self._compact(base), distribution, value, name)
-        self.observed[name] = value
-        return value
-
-    def tag(self, base: str, value: Any, name: str | None) -> None:
-        self._controller.tag(self._compact(base), value, name)
-
-    def factor(self, base: str, log_weight: float, name: str | None) -> None:
-        self._controller.factor(self._compact(base), log_weight, name)
-
-    def __getattr__(self, item: str) -> Any:
-        return getattr(self._controller, item)
 
 
 class Pythia8Tau:
@@ -191,5 +163,5 @@ class Pythia8TauSimulator(Pythia8Tau, PPXSimulator):
                          stdout=subprocess.DEVNULL)
 
     def run(self, controller: Any) -> Any:
-        compacting = _CompactAddresses(controller, self.compact)
+        compacting = CompactingController(controller, self.compact)
         return self._result(controller, compacting.observed, super().run(compacting))

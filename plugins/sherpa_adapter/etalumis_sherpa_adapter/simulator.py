@@ -29,7 +29,7 @@ import numpy as np
 
 from etalumis_core import ConfigError, PPXSimulator
 
-from etalumis_core.ppx.addresses import FRONT_END_PREFIXES, AddressDictionary
+from etalumis_core.ppx.addresses import FRONT_END_PREFIXES, AddressDictionary, CompactingController
 
 from .analysis import MOMENTUM_NAMES, NUM_CHANNELS, report
 
@@ -77,16 +77,14 @@ def decode_result(result: Any, shape: Sequence[int] = CALORIMETER_SHAPE) -> Any:
     return result
 
 
-class _SherpaController:
+class _SherpaController(CompactingController):
     """Stands between the PPX engine and the engine's controller for one trace: compacts base
     addresses, names the tau variables, reshapes the calorimeter."""
 
-    __slots__ = ("_controller", "_compact", "_momentum", "_channel", "_samples", "_named_channel",
-                 "_observation", "_shape")
+    __slots__ = ("_momentum", "_channel", "_samples", "_named_channel", "_observation", "_shape")
 
     def __init__(self, controller: Any, sim: "SherpaSimulator") -> None:
-        self._controller = controller
-        self._compact = sim.addresses.compact
+        super().__init__(controller, sim.addresses.compact)
         self._momentum = sim.momentum_names
         self._channel = sim.channel_name
         self._observation = sim.observation_name
@@ -104,23 +102,14 @@ class _SherpaController:
                   and distribution.batch_shape == () and _num_categories(distribution) == NUM_CHANNELS):
                 name = self._channel
                 self._named_channel = True
-        return self._controller.sample(self._compact(base), distribution, name or None, control)
+        return super().sample(base, distribution, name or None, control)
 
-    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> None:
+    def observe(self, base: str, distribution: Any, value: Any, name: str | None) -> Any:
         if name == self._observation:
             distribution = _reshaped(distribution, self._shape)
             if value is not None:
                 value = as_calorimeter(value, self._shape)
-        self._controller.observe(self._compact(base), distribution, value, name)
-
-    def tag(self, base: str, value: Any, name: str | None) -> None:
-        self._controller.tag(self._compact(base), value, name)
-
-    def factor(self, base: str, log_weight: float, name: str | None) -> None:
-        self._controller.factor(self._compact(base), log_weight, name)
-
-    def __getattr__(self, item: str) -> Any:
-        return getattr(self._controller, item)
+        return super().observe(base, distribution, value, name)
 
 
 def _num_categories(distribution: Any) -> int:
