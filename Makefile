@@ -38,8 +38,9 @@ demo: install
 test: install system-deps pyprob-venv pythia8
 	$(BIN)/python -m pytest
 
-# Pythia 8.318 from PyPI's source distribution, its PPX front end and in-process library (a few minutes the
-# first time, cached in plugins/pythia8_adapter/build/). Without a compiler the Pythia tests skip.
+# Pythia 8.318 from PyPI's source distribution, its PPX front end and in-process library (a few
+# minutes the first time, cached in plugins/pythia8_adapter/build/). Without a compiler the Pythia
+# tests skip.
 pythia8: install system-deps
 	@if command -v g++ >/dev/null && command -v flatc >/dev/null && [ -f /usr/include/zmq.h ]; then \
 	    $(MAKE) --no-print-directory -C plugins/pythia8_adapter PYTHON=$(abspath $(BIN)/python); \
