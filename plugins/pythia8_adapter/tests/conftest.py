@@ -1,5 +1,6 @@
 """The real Pythia 8 front end and in-process library, built by ``make pythia8`` (or here, by the
-same make, when a test session finds either missing). Tests skip only when it cannot be built: no compiler or PPX tools."""
+same make, when a test session finds either missing). Tests skip only when they cannot be built:
+no compiler or PPX tools."""
 
 from __future__ import annotations
 

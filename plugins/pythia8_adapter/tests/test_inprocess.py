@@ -164,3 +164,9 @@ def test_a_missing_library_is_one_clear_error(tmp_path, front_end):
     fake.write_bytes(front_end.read_bytes())
     with pytest.raises(ConfigError, match="make pythia8"):
         Pythia8TauInProcess(fake)
+
+
+def test_a_setting_pythia_refuses_is_one_clear_error(front_end):
+    with Pythia8TauInProcess(front_end, settings=["TauDecays:mode = banana"]) as sim:
+        with pytest.raises(ConfigError, match="does not accept the setting 'TauDecays:mode"):
+            simulate(sim, seed=0)
