@@ -31,6 +31,7 @@ ENERGY_NAMES = ("e_tau", "e_visible", "e_invisible", "e_charged_hadrons", "e_neu
                 "e_photons", "e_leptons", "e_calorimeter")
 CALORIMETER_SHAPE = (35, 35, 20)
 CALORIMETER_EXTENT = (-3.0, 3.0, -3.0, 3.0, 4.0, 15.0)   # x, y, z ranges (the default geometry)
+DEPOSIT_GEV = 0.005   # the energy of one deposit (the calorimeter's quantum)
 
 
 def channel_probabilities(posterior: Any, names: Mapping[str, str] | None = None) -> np.ndarray:
@@ -46,6 +47,16 @@ def summarise(posterior: Any, truth: Any = None, names: Mapping[str, str] | None
                              groups={"momentum": MOMENTUM_NAMES, "composition": COMPOSITION_NAMES,
                                      "energies": ENERGY_NAMES},
                              counts={"composition"}, names=names)
+
+
+def calorimeter_labels(observation: np.ndarray) -> dict[str, str]:
+    """Unit and title of a calorimeter plot. Under the exact likelihood the observation is the
+    number of 5 MeV deposits per voxel (integers); under the Normal ones it is GeV."""
+    total = float(np.sum(observation))
+    if np.all(np.mod(observation, 1.0) == 0.0):
+        return {"unit": "5 MeV deposits",
+                "title": f"calorimeter ({total:.0f} deposits, {total * DEPOSIT_GEV:.2f} GeV)"}
+    return {"unit": "GeV", "title": f"calorimeter (total {total:.2f} GeV)"}
 
 
 def report(posterior: Any, truth: Any = None, output_dir: str | os.PathLike | None = None,
@@ -76,8 +87,8 @@ def report(posterior: Any, truth: Any = None, output_dir: str | os.PathLike | No
         observation = observed_value("calorimeter", truth, posterior)
     if observation is not None and np.shape(observation) == CALORIMETER_SHAPE:
         plots["calorimeter"] = os.path.join(out, "tau_calorimeter.png")
-        plot_projections(observation, plots["calorimeter"], extent=CALORIMETER_EXTENT, unit="GeV",
-                         title=f"calorimeter (total {np.sum(observation):.2f} GeV)")
+        plot_projections(observation, plots["calorimeter"], extent=CALORIMETER_EXTENT,
+                         **calorimeter_labels(observation))
     summary["plots"] = plots
     with open(os.path.join(out, "tau_summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, allow_nan=True)
