@@ -152,7 +152,19 @@ struct Setup {
 
 inline std::unique_ptr<Pythia8::Pythia> make_pythia(const Setup& setup,
                                                     std::shared_ptr<Pythia8::RndmEngine> engine, int seed) {
-  auto pythia = std::make_unique<Pythia8::Pythia>(setup.xmldoc, false);
+  // This Pythia's constructor overwrites its xmldoc argument (with a path relative to the
+  // library) and reads $PYTHIA8DATA first, then the compiled-in path: a build that was moved
+  // would find no xmldoc. So the directory we are given goes through $PYTHIA8DATA, for the
+  // constructor only (the engine's own environment is left as it was).
+  std::unique_ptr<Pythia8::Pythia> pythia;
+  {
+    const char* before = std::getenv("PYTHIA8DATA");
+    const std::string saved = before ? before : "";
+    if (!setup.xmldoc.empty()) setenv("PYTHIA8DATA", setup.xmldoc.c_str(), 1);
+    pythia = std::make_unique<Pythia8::Pythia>(setup.xmldoc, false);
+    if (before) setenv("PYTHIA8DATA", saved.c_str(), 1);
+    else unsetenv("PYTHIA8DATA");
+  }
   for (const char* s : {"ProcessLevel:all = off", "TauDecays:mode = 3", "TauDecays:tauPolarization = 0",
                         "Print:quiet = on", "Next:numberCount = 0"})
     pythia->readString(s);

@@ -4,6 +4,7 @@ ready; a pickled simulator (an executor worker's) builds its own Pythia."""
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import numpy as np
@@ -170,3 +171,14 @@ def test_a_setting_pythia_refuses_is_one_clear_error(front_end):
     with Pythia8TauInProcess(front_end, settings=["TauDecays:mode = banana"]) as sim:
         with pytest.raises(ConfigError, match="does not accept the setting 'TauDecays:mode"):
             simulate(sim, seed=0)
+
+
+def test_pythia_reads_the_xmldoc_it_is_given_whatever_the_environment_says(front_end, monkeypatch):
+    # Pythia's constructor prefers $PYTHIA8DATA (then a path compiled into the library, stale
+    # once a build is moved) over its argument; the front end's xmldoc must win, in both links,
+    # and the engine's environment must be left as it was.
+    monkeypatch.setenv("PYTHIA8DATA", "/nonexistent/xmldoc")
+    with Pythia8TauInProcess(front_end) as local, \
+            Pythia8TauSimulator(front_end, timeout=30.0) as ppx:
+        assert_same_trace(simulate(ppx, seed=3), simulate(local, seed=3))
+    assert os.environ["PYTHIA8DATA"] == "/nonexistent/xmldoc"
