@@ -26,6 +26,7 @@ from the header before loading the weights.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -347,11 +348,11 @@ class ProposalNetwork(nn.Module):
         h = c = zeros
         total = torch.zeros(b, device=self.device)
         for start in range(0, steps, segment):
-            # The state enters as tensor arguments: those are what the checkpoint detaches
-            # and passes gradients back through.
-            lp, h, c = checkpoint(self._segment_log_prob, sb, keys, start,
-                                  min(start + segment, steps), embedding, h, c,
-                                  use_reentrant=True)
+            # Tensors enter as arguments (what the checkpoint detaches and passes gradients
+            # back through), the rest bound to the function (not walked by the checkpoint).
+            run = functools.partial(self._segment_log_prob, sb, keys, start,
+                                    min(start + segment, steps))
+            lp, h, c = checkpoint(run, embedding, h, c, use_reentrant=True)
             total = total + lp
         return total
 
