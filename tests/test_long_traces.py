@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -104,7 +105,7 @@ def test_online_training_grows_shared_layers_once(tmp_path):
     result = Trainer(num_threads=1, progress=False, plot=False).train(
         net, sim, tmp_path, steps=2, batch_size=2)
     assert len(result.network.sites) == 1 + 16
-    assert all(l == l for l in result.losses)   # finite, no NaN
+    assert all(math.isfinite(v) for v in result.losses)
 
 
 def test_the_network_file_keeps_the_bound_and_older_files_stay_unbounded(tmp_path):
@@ -178,7 +179,7 @@ def test_a_loop_of_100000_draws_trains_in_bounded_memory_and_gets_proposals(tmp_
     short.prescan(_batch(_loop_simulator(100), 1))
     assert result["layers"] == 1 + 16
     assert result["parameters"] == sum(p.numel() for p in short.parameters())
-    assert all(l == l and abs(l) < 1e7 for l in result["losses"])
+    assert all(math.isfinite(v) for v in result["losses"])
     # Two steps over 10^5 steps take 47 MB here (checkpointed segments of 1,024 steps); one
     # pass without segments 243 MB, and a layer per instance over 1 GB at 2 * 10^4 steps.
     assert result["growth_mb"] < 120, result

@@ -55,7 +55,7 @@ FORMAT_VERSION = 1
 Site = tuple[str, str, str, int, int]
 
 # Networks written before ``max_instances`` existed gave every instance its own layers.
-_UNBOUNDED_INSTANCES_BEFORE = {"max_instances": None}
+_CONFIG_OF_OLDER_FILES = {"max_instances": None}
 
 
 EmbeddingFactory = Callable[..., nn.Module]
@@ -387,8 +387,8 @@ class ProposalNetwork(nn.Module):
         table = torch.stack([self.address_embeddings[k] for k in unique])
         row_of = {k: i for i, k in enumerate(unique)}
         address = table[torch.tensor([row_of[k] for k in keys[start:stop]], device=device)]
-        dist_ids = torch.tensor([DIST_IDS.get(d, len(DIST_NAMES)) for d in sb.dist_names[start:stop]],
-                                device=device)
+        dist_ids = torch.tensor([DIST_IDS.get(d, len(DIST_NAMES))
+                                 for d in sb.dist_names[start:stop]], device=device)
         dist = self.distribution_embedding(dist_ids)
         x = torch.cat([embedding.unsqueeze(0).expand(n, b, -1), prev,
                        address.unsqueeze(1).expand(n, b, -1),
@@ -501,7 +501,7 @@ class ProposalNetwork(nn.Module):
             raise EtalumisError(f"not a proposal network (format {header.get('format')!r})")
         network = cls(header["observation_shapes"], simulator=header.get("simulator"),
                       embeddings=embeddings,
-                      **{**_UNBOUNDED_INSTANCES_BEFORE, **header["config"]})
+                      **{**_CONFIG_OF_OLDER_FILES, **header["config"]})
         network.ensure_sites([tuple(s) for s in header["sites"]])
         network.traces_trained = int(header.get("traces_trained", 0))
         return network
