@@ -10,6 +10,15 @@ dataset, which every rank of a distributed run must do so that all ranks hold th
 They are keyed by the address's integer id in the network's address dictionary: addresses are
 long strings with dots, which ``ModuleDict`` keys cannot hold.
 
+Long loops. An address ends in its instance (``{base}__{distribution}__{instance}``, see
+:mod:`etalumis_core.runtime`); instances up to ``max_instances`` have layers of their own, and
+every later instance of the same base and distribution uses the layers of instance
+``max_instances`` (:meth:`ProposalNetwork.layer_address`, the same in training and inference,
+and recorded in the network file), so a rejection loop of 10^5 draws adds at most
+``max_instances`` sets of layers. A trace type longer than ``checkpoint_steps`` steps is run in
+segments of that many steps whose activations are recomputed during the backward pass (gradient
+checkpointing): the gradient is exact and the memory kept for it is that of one segment.
+
 Files: :meth:`ProposalNetwork.save` writes ``torch.save({"header": <JSON text>, "state_dict":
 ...})``; :meth:`ProposalNetwork.load` reads it with ``weights_only=True`` and rebuilds the layers
 from the header before loading the weights.
@@ -17,6 +26,7 @@ from the header before loading the weights.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -27,6 +37,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..data.records import DIST_IDS, DIST_NAMES, Batch, SubBatch, family_of, prior_stats, support_size
 from ..controller import Controller
@@ -42,6 +53,9 @@ FORMAT_VERSION = 1
 
 # A site: (address, distribution name, family, element count, support size).
 Site = tuple[str, str, str, int, int]
+
+# Networks written before ``max_instances`` existed gave every instance its own layers.
+_CONFIG_OF_OLDER_FILES = {"max_instances": None}
 
 
 EmbeddingFactory = Callable[..., nn.Module]
@@ -92,6 +106,12 @@ class ProposalNetwork(nn.Module):
         knows the built-in ``feedforward`` only.
     normalize_observations:
         Standardise each observation by a mean and stddev fitted on the first training batch.
+    max_instances:
+        Instances of one base address (and distribution) that get layers of their own; later
+        instances share the layers of this one. None: every instance has its own (as pyprob).
+    checkpoint_steps:
+        Trace types longer than this are trained in segments of this many steps with gradient
+        checkpointing (exact gradient, activation memory of one segment).
     """
 
     def __init__(self, observation_shapes: Mapping[str, Sequence[int]], simulator: str | None = None,
@@ -101,6 +121,7 @@ class ProposalNetwork(nn.Module):
                  address_embedding_dim: int = 16, sample_embedding_dim: int = 8,
                  distribution_embedding_dim: int = 4, head_hidden_dim: int = 64,
                  mixture_components: int = 5, normalize_observations: bool = True,
+                 max_instances: int | None = 16, checkpoint_steps: int = 1024,
                  embeddings: Embeddings | None = None) -> None:
         super().__init__()
         self.observation_shapes = {k: tuple(int(d) for d in v)
@@ -115,7 +136,14 @@ class ProposalNetwork(nn.Module):
                            distribution_embedding_dim=int(distribution_embedding_dim),
                            head_hidden_dim=int(head_hidden_dim),
                            mixture_components=int(mixture_components),
-                           normalize_observations=bool(normalize_observations))
+                           normalize_observations=bool(normalize_observations),
+                           max_instances=None if max_instances is None else int(max_instances),
+                           checkpoint_steps=int(checkpoint_steps))
+        if max_instances is not None and self.config["max_instances"] < 1:
+            raise EtalumisError(f"max_instances must be at least 1 (or None: no bound), got "
+                                f"{max_instances}")
+        if self.config["checkpoint_steps"] < 1:
+            raise EtalumisError(f"checkpoint_steps must be at least 1, got {checkpoint_steps}")
         self.observation_embedding = factory(observation_shapes=self.observation_shapes,
                                              embedding_dim=int(embedding_dim),
                                              **self.config["embedding_options"])
@@ -133,6 +161,7 @@ class ProposalNetwork(nn.Module):
         self.register_buffer("observation_std", torch.ones(n))
         self.register_buffer("normalizer_ready", torch.zeros((), dtype=torch.bool))
         self.traces_trained = 0
+        self._shared_instances_reported = False
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -177,12 +206,46 @@ class ProposalNetwork(nn.Module):
             sites = list(seen.values())
         return self.ensure_sites(sites)
 
+    def layer_address(self, address: str) -> str:
+        """The address whose layers ``address`` uses: itself, or for an instance beyond
+        ``max_instances``, instance ``max_instances`` of the same base and distribution."""
+        limit = self.config["max_instances"]
+        if limit is None:
+            return address
+        stem, sep, instance = address.rpartition("__")
+        if sep and instance.isdigit() and int(instance) > limit:
+            return f"{stem}__{limit}"
+        return address
+
+    def layer_id(self, address: str) -> int | None:
+        """Index in :attr:`sites` of the layers ``address`` uses; None when it has none."""
+        return self.address_ids.get(self.layer_address(address))
+
+    def layer_sites(self, sites: Iterable[Sequence[Any]]) -> dict[str, tuple]:
+        """Sites ``(address, dist name, family, element count, support size)`` keyed by the
+        address whose layers they use (:meth:`layer_address`), each with the largest support
+        of the addresses sharing those layers. Warns once when instances start sharing."""
+        merged: dict[str, tuple] = {}
+        for address, *info in sites:
+            key = self.layer_address(address)
+            if key != address and not self._shared_instances_reported:
+                self._shared_instances_reported = True
+                limit = self.config["max_instances"]
+                log.warning("address %s: instances beyond %d of an address share the layers "
+                            "of instance %d (ProposalNetwork(max_instances=N) sets the bound, "
+                            "None removes it)", address, limit, limit)
+            known = merged.get(key)
+            if known is None or info[3] > known[3]:
+                merged[key] = tuple(info)
+        return merged
+
     def ensure_sites(self, sites: Iterable[Sequence[Any]]) -> list[nn.Parameter]:
-        """Create layers for addresses not seen before; return the new parameters (for the
-        optimizer's new parameter group). An address keeps its layers for good."""
+        """Create layers for addresses not seen before (instances beyond ``max_instances``
+        use those of an earlier instance); return the new parameters (for the optimizer's new
+        parameter group). An address keeps its layers for good."""
         new: list[nn.Parameter] = []
         cfg = self.config
-        for address, dist_name, family, size, k in sites:
+        for address, (dist_name, family, size, k) in self.layer_sites(sites).items():
             known = self.address_ids.get(address)
             if known is not None:
                 old = self.sites[known]
@@ -213,7 +276,7 @@ class ProposalNetwork(nn.Module):
         return new
 
     def site_parameter_names(self, address: str) -> list[str]:
-        key = f"a{self.address_ids[address]}"
+        key = f"a{self.layer_id(address)}"
         return ([f"address_embeddings.{key}"]
                 + [f"heads.{key}.{n}" for n, _ in self.heads[key].named_parameters()]
                 + [f"sample_embeddings.{key}.{n}" for n, _ in
@@ -267,32 +330,78 @@ class ProposalNetwork(nn.Module):
     # -- training ------------------------------------------------------------------------------
     def sub_batch_log_prob(self, sb: SubBatch, embedding: torch.Tensor) -> torch.Tensor:
         """Log proposal density of each trace of a sub-batch, summed over its steps: (b,).
-        One LSTM pass over the sub-batch's control-flow path."""
+        One LSTM pass over the sub-batch's control-flow path; each address's layers run once
+        over all of its steps. Paths longer than ``checkpoint_steps`` run in checkpointed
+        segments (see the module docstring)."""
         b, steps = sb.size, len(sb.trace_type)
-        device = self.device
         if steps == 0:
-            return torch.zeros(b, device=device)
-        cfg = self.config
-        keys = [f"a{self.address_ids[a]}" for a in sb.trace_type]
-        values = [torch.from_numpy(v).float().to(device) for v in sb.values]
-        stats = [torch.from_numpy(s).float().to(device) for s in sb.stats]
-        prev = [torch.zeros(b, cfg["sample_embedding_dim"], device=device)]
-        for t in range(steps - 1):
-            head = self.heads[keys[t]]
-            prev.append(self.sample_embeddings[keys[t]](head.features(values[t], stats[t])))
-        address = torch.stack([self.address_embeddings[k] for k in keys])
-        dist_ids = torch.tensor([DIST_IDS.get(d, len(DIST_NAMES)) for d in sb.dist_names],
-                                device=device)
-        dist = self.distribution_embedding(dist_ids)
-        x = torch.cat([embedding.unsqueeze(0).expand(steps, b, -1), torch.stack(prev),
-                       address.unsqueeze(1).expand(steps, b, -1),
-                       dist.unsqueeze(1).expand(steps, b, -1)], dim=-1)
-        out, _ = self.lstm(x)
-        total = torch.zeros(b, device=device)
-        for t in range(steps):
-            head = self.heads[keys[t]]
-            total = total + head.log_prob(head(out[t]), values[t], stats[t])
+            return torch.zeros(b, device=self.device)
+        keys = [f"a{self.layer_id(a)}" for a in sb.trace_type]
+        segment = self.config["checkpoint_steps"]
+        if steps <= segment or not torch.is_grad_enabled():
+            return self._segment_log_prob(sb, keys, 0, steps, embedding)[0]
+        if not embedding.requires_grad:
+            # Reentrant checkpointing passes gradients on only when an input requires them.
+            embedding = embedding.detach().requires_grad_()
+        zeros = torch.zeros(self.config["lstm_depth"], b, self.config["lstm_dim"],
+                            device=self.device)
+        h = c = zeros
+        total = torch.zeros(b, device=self.device)
+        for start in range(0, steps, segment):
+            # Tensors enter as arguments (what the checkpoint detaches and passes gradients
+            # back through), the rest bound to the function (not walked by the checkpoint).
+            run = functools.partial(self._segment_log_prob, sb, keys, start,
+                                    min(start + segment, steps))
+            lp, h, c = checkpoint(run, embedding, h, c, use_reentrant=True)
+            total = total + lp
         return total
+
+    def _segment_log_prob(self, sb: SubBatch, keys: list[str], start: int, stop: int,
+                          embedding: torch.Tensor, h: torch.Tensor | None = None,
+                          c: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Steps ``start..stop-1`` of a sub-batch from LSTM state ``h, c`` (None: the start):
+        ``(log density summed over those steps (b,), h, c)``."""
+        b, n = sb.size, stop - start
+        device = self.device
+        cfg = self.config
+
+        def by_key(first: int, last: int) -> dict[str, list[int]]:
+            steps_of: dict[str, list[int]] = {}
+            for t in range(first, last):
+                steps_of.setdefault(keys[t], []).append(t)
+            return steps_of
+
+        def stacked(arrays: list[np.ndarray], ts: list[int]) -> torch.Tensor:
+            x = np.stack([arrays[t] for t in ts])   # (m, b, size[, 4]) -> (m b, size[, 4])
+            return torch.from_numpy(x.reshape(len(ts) * b, *x.shape[2:])).float().to(device)
+
+        # Step t reads the embedding of the value sampled at step t-1 (zeros at step 0).
+        prev = torch.zeros(n, b, cfg["sample_embedding_dim"], device=device)
+        for key, ts in by_key(max(start - 1, 0), stop - 1).items():
+            head = self.heads[key]
+            e = self.sample_embeddings[key](head.features(stacked(sb.values, ts),
+                                                          stacked(sb.stats, ts)))
+            rows = torch.tensor([t + 1 - start for t in ts], device=device)
+            prev = prev.index_copy(0, rows, e.view(len(ts), b, -1))
+        unique = list(dict.fromkeys(keys[start:stop]))
+        table = torch.stack([self.address_embeddings[k] for k in unique])
+        row_of = {k: i for i, k in enumerate(unique)}
+        address = table[torch.tensor([row_of[k] for k in keys[start:stop]], device=device)]
+        dist_ids = torch.tensor([DIST_IDS.get(d, len(DIST_NAMES))
+                                 for d in sb.dist_names[start:stop]], device=device)
+        dist = self.distribution_embedding(dist_ids)
+        x = torch.cat([embedding.unsqueeze(0).expand(n, b, -1), prev,
+                       address.unsqueeze(1).expand(n, b, -1),
+                       dist.unsqueeze(1).expand(n, b, -1)], dim=-1)
+        out, (h, c) = self.lstm(x, None if h is None else (h, c))
+        total = torch.zeros(b, device=device)
+        for key, ts in by_key(start, stop).items():
+            head = self.heads[key]
+            rows = torch.tensor([t - start for t in ts], device=device)
+            lp = head.log_prob(head(out[rows].reshape(len(ts) * b, -1)), stacked(sb.values, ts),
+                               stacked(sb.stats, ts))
+            total = total + lp.view(len(ts), b).sum(0)
+        return total, h, c
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """Mean over the batch's traces of minus the log proposal density of their samples."""
@@ -318,7 +427,7 @@ class ProposalNetwork(nn.Module):
     def propose(self, state: dict, address: str, distribution: Any, shape: tuple) -> Any:
         """The proposal at ``address`` for one trace, advancing ``state``; None when the
         network has no (fitting) layers for the address (the caller falls back to the prior)."""
-        i = self.address_ids.get(address)
+        i = self.layer_id(address)
         if i is None:
             return None
         _, _, family, size, k = self.sites[i]
@@ -391,7 +500,8 @@ class ProposalNetwork(nn.Module):
         if header.get("format") != FORMAT:
             raise EtalumisError(f"not a proposal network (format {header.get('format')!r})")
         network = cls(header["observation_shapes"], simulator=header.get("simulator"),
-                      embeddings=embeddings, **header["config"])
+                      embeddings=embeddings,
+                      **{**_CONFIG_OF_OLDER_FILES, **header["config"]})
         network.ensure_sites([tuple(s) for s in header["sites"]])
         network.traces_trained = int(header.get("traces_trained", 0))
         return network

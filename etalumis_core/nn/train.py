@@ -290,7 +290,7 @@ class Trainer:
         sum of ``local_size`` over ranks (the global batch size)."""
         net = self.network
         new_here = {}
-        for address, info in sites.items():
+        for address, info in net.layer_sites((a, *i) for a, i in sites.items()).items():
             i = net.address_ids.get(address)
             # A known finite address whose support grew goes through ensure_sites too, so that
             # every rank raises the same error instead of one rank waiting for the others.
@@ -331,8 +331,9 @@ class Trainer:
 
     def validation_loss(self, batch: Batch) -> float:
         """Loss on held-out traces (trace types whose addresses all have layers)."""
-        known = self.network.address_ids
-        batch = Batch([sb for sb in batch.sub_batches if all(a in known for a in sb.trace_type)])
+        known = self.network.layer_id
+        batch = Batch([sb for sb in batch.sub_batches
+                       if all(known(a) is not None for a in sb.trace_type)])
         if not batch.sub_batches:
             return math.nan
         was_training = self.network.training

@@ -1,8 +1,10 @@
 """The real Pythia 8 under control over real sockets: reproducibility, addresses, the tagged
 decay, the calorimeter port and its Poisson observation, the prior decay-mode fractions, and a
-long rejection loop."""
+long rejection loop run, stored and trained on."""
 
 from __future__ import annotations
+
+import textwrap
 
 import numpy as np
 import pytest
@@ -175,13 +177,64 @@ def test_long_rejection_loop_runs(sim):
     assert max(bases.count(b) for b in set(bases)) > 5_000  # one call site inside a loop
 
 
-def test_dataset_stores_a_long_trace(sim, tmp_path):
+@pytest.fixture(scope="module")
+def long_dataset(sim, tmp_path_factory):
     from etalumis_core import generate_dataset
 
     # With seed 0 and one trace per shard, trace 4 draws 11,039 random numbers.
-    data = generate_dataset(sim, tmp_path, num_traces=5, seed=0, chunk_size=1, progress=False)
-    lengths = [len(r.samples) for r in data.records(range(5))]
+    return generate_dataset(sim, tmp_path_factory.mktemp("long_dataset"), num_traces=5, seed=0,
+                            chunk_size=1, progress=False)
+
+
+def test_dataset_stores_a_long_trace(long_dataset):
+    lengths = [len(r.samples) for r in long_dataset.records(range(5))]
     assert max(lengths) == lengths[4] > 10_000
+
+
+# Two training steps on the dataset in a fresh process, so that the peak resident memory
+# measured is this training's alone.
+TRAIN_SCRIPT = textwrap.dedent("""
+    import json, resource, sys
+    import torch
+    torch.set_num_threads(1)
+    from etalumis_core.data import TraceDataset
+    from etalumis_core.nn import ProposalNetwork, Trainer
+
+    dataset = TraceDataset(sys.argv[1])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    torch.manual_seed(0)
+    net = ProposalNetwork.for_dataset(
+        dataset, embedding_dim=8, lstm_dim=16, address_embedding_dim=4, sample_embedding_dim=4,
+        head_hidden_dim=16, mixture_components=2, embedding_options={"hidden_dims": [16]})
+    result = Trainer(num_threads=1, progress=False, plot=False).train(
+        net, dataset, sys.argv[2], steps=2, batch_size=5)
+    growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    print(json.dumps({"growth_mb": growth / 2**10, "losses": result.losses,
+                      "layers": [a for a, *_ in net.sites], "addresses": len(dataset.addresses),
+                      "parameters": sum(p.numel() for p in net.parameters())}))
+""")
+
+
+def test_training_on_a_long_trace_stays_within_a_memory_bound(long_dataset, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, str(long_dataset.path),
+                          str(tmp_path / "training")], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert all(np.isfinite(result["losses"]))
+    # Layers for at most 16 instances of each site, not one per address with its instance.
+    sites = {a.rpartition("__")[0] for a in result["layers"]}
+    assert result["addresses"] > 10_000 > len(result["layers"])
+    assert len(result["layers"]) <= 16 * len(sites)
+    # Measured: 145 MB here (a layer per instance took 1.9 GB and 4.7 million parameters).
+    assert result["growth_mb"] < 400, result
+    assert result["parameters"] < 1_000_000
 
 
 def test_front_end_exits_when_its_engine_is_killed(front_end):
