@@ -631,7 +631,7 @@ def _accept(context: MoveContext, current: Particle, proposed: Particle, trace: 
     return proposed, trace
 
 
-def _independence_move(context: MoveContext, particle: Particle) -> Any:
+def independence_move(context: MoveContext, particle: Particle) -> Any:
     """A trace drawn afresh from the start distribution q (a network's proposal) as an
     independence Metropolis move: it jumps between discrete structures (decay channels) that
     no local move connects. Derivation: the bridge is π_β(x) ∝ q(x)^(1−β) (p(x) L(x))^β
