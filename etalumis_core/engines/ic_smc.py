@@ -60,7 +60,7 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
 
     name = "ic_smc"
 
-    def __init__(self, network: Any, independence_probability: float = 1.0,
+    def __init__(self, network: Any, independence_probability: float = 0.5,
                  check_simulator: bool = True, num_threads: int | None = 1,
                  embeddings: Any = None, **options: Any) -> None:
         super().__init__(**options)

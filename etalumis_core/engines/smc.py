@@ -615,19 +615,20 @@ def _accept(context: MoveContext, current: Particle, proposed: Particle, trace: 
     for v in trace.variables:
         if v.kind is SAMPLE and v.reused:
             log_alpha += v.log_prob - current.log_probs[v.address]
-    guided = context.guide is not None
-    if guided and beta < 1.0 and log_alpha > -math.inf:
-        # From a start distribution q: log π_β = log p + β log L + (1 − β)(log q − log p),
-        # so the bridge adds (1 − β) times the change of log q − log p (q is scored here,
-        # where the rest of the ratio leaves the move a chance).
-        proposed.log_start_ratio = context.log_start_ratio(trace)
-        log_alpha += (1.0 - beta) * (proposed.log_start_ratio - current.log_start_ratio)
     if math.isnan(log_alpha) or (log_alpha < 0 and math.log(rng.random()) >= log_alpha):
         return False
-    if guided and math.isnan(proposed.log_start_ratio):
-        # At β = 1 the target no longer involves q, but the independence move weighs the
-        # particle by p L / q.
+    if context.guide is not None:
+        # From a start distribution q the target is π_β = p L^β · (q / p)^(1−β). Its second
+        # factor is tested only for moves that passed the first (delayed acceptance, Christen
+        # & Fox 2005: min(1, r₁) · min(1, r₂) keeps detailed balance when each factor's ratio
+        # does), so q is scored only for them: scoring costs as much as a simulator run.
+        # At β = 1 the factor is 1, but the independence move needs log q − log p.
         proposed.log_start_ratio = context.log_start_ratio(trace)
+        if beta < 1.0:
+            log_bridge = (1.0 - beta) * (proposed.log_start_ratio - current.log_start_ratio)
+            if math.isnan(log_bridge) or (log_bridge < 0
+                                          and math.log(rng.random()) >= log_bridge):
+                return False
     return proposed, trace
 
 
