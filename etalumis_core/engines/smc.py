@@ -36,6 +36,11 @@ where the likelihood is flat, decide between modes and discrete structures by re
 later rounds refine within them. The product of the rounds' mean incremental weights is an
 unbiased estimate of the evidence p(y) (``posterior.log_evidence``, with a standard error
 from the rounds' weights). N is ``num_traces``.
+
+The prior is one start distribution among others: an engine whose :meth:`~SequentialMonteCarlo.
+guide` draws from and scores under another one, q, tempers along π_β ∝ q^(1−β) (p L)^β instead,
+reweighting by (p L / q)^Δβ and accepting every move at π_β (network-guided SMC, :mod:`.ic_smc`,
+whose :meth:`~SequentialMonteCarlo.kernels` add the network as an independence move).
 """
 
 from __future__ import annotations
