@@ -22,6 +22,7 @@ from .distributions import (Bernoulli, Beta, Binomial, Categorical, Distribution
 from .engines import (Engine, ImportanceSampling, LightweightMH, RandomWalkMH,
                       SequentialMonteCarlo)
 from .engines.ic import InferenceCompilation
+from .engines.ic_smc import NetworkGuidedSMC
 from .errors import (ConfigError, EtalumisError, NonFiniteLogProbError, ObservationError,
                      PluginError, ProtocolError, SimulatorError, TraceTooLongError)
 from .executors import Executor, ProcessPoolExecutor, SerialExecutor
@@ -41,7 +42,7 @@ __all__ = [
     "Simulator", "PythonSimulator", "PPXSimulator", "serve", "SimulatorSpec", "run_trace", "Controller",
     "Trace", "Variable", "Posterior", "PosteriorBuilder", "Marginal",
     "Engine", "ImportanceSampling", "LightweightMH", "RandomWalkMH", "SequentialMonteCarlo",
-    "InferenceCompilation",
+    "InferenceCompilation", "NetworkGuidedSMC",
     "generate_dataset", "TraceDataset", "ProposalNetwork", "Trainer",
     "Executor", "SerialExecutor", "ProcessPoolExecutor",
     "hookimpl", "make_plugin_manager", "load_plugins", "Plugins",

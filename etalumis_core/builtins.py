@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import models
 from .engines.ic import InferenceCompilation
+from .engines.ic_smc import NetworkGuidedSMC
 from .engines.importance import ImportanceSampling
 from .errors import PluginError
 from .engines.mh import LightweightMH, RandomWalkMH
@@ -40,6 +41,8 @@ def etalumis_register_engines(register):
              description="sequential Monte Carlo: likelihood tempering with block MH moves")
     register("ic", InferenceCompilation,
              description="inference compilation: importance sampling with a trained network")
+    register("ic_smc", NetworkGuidedSMC,
+             description="sequential Monte Carlo tempered from a trained network's proposal")
 
 
 def _feedforward(**options):

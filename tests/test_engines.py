@@ -7,6 +7,7 @@ import pytest
 
 import etalumis_core as et
 from etalumis_core.engines.smc import genealogy_ess
+from etalumis_core import models
 from etalumis_core.models import (discrete_weather, gaussian_marsaglia, gaussian_posterior,
                                   gaussian_unknown_mean, hidden_markov_model, hmm_observations,
                                   hmm_posterior, poisson_mixture_count)
@@ -370,3 +371,152 @@ def test_genealogy_ess_of_a_shared_value_is_the_particle_count():
     values = np.full(1000, 6.785)
     groups = np.repeat(np.arange(10), 100)
     assert genealogy_ess(values, np.arange(1000), groups, 3) == 1000.0
+
+
+# -- network-guided SMC: exact for any network, trained or not ----------------------------------
+
+GUIDED_MODELS = {"gaussian": models.make_gaussian, "poisson_mixture": models.make_poisson_mixture,
+                 "weather": models.make_discrete_weather}
+
+
+@pytest.fixture(scope="module")
+def networks(tmp_path_factory):
+    """Per model, an untrained network (random weights, layers for the addresses of a few
+    prior traces only, so that others fall back to the prior) and one trained briefly (3,200
+    traces, seconds: enough to move its proposals far from the prior)."""
+    import torch
+    from etalumis_core.nn import ProposalNetwork, Trainer
+
+    out = {}
+    for name, make in GUIDED_MODELS.items():
+        sim = make()
+        torch.manual_seed(0)
+        untrained = ProposalNetwork.for_simulator(sim, embedding_dim=8, lstm_dim=16)
+        controller = et.Controller(np.random.default_rng(0), sample_missing_observations=True)
+        untrained.prescan(et.run_trace(sim, controller) for _ in range(3))
+        trained = ProposalNetwork.for_simulator(sim, embedding_dim=8, lstm_dim=16)
+        Trainer(lr=3e-3, seed=0, num_threads=1, progress=False, plot=False,
+                checkpoint_interval=10 ** 6).train(trained, sim, tmp_path_factory.mktemp(name),
+                                                   steps=100, batch_size=32)
+        out[name] = {"untrained": untrained, "trained": trained}
+    return out
+
+
+def guided(networks, model, network, num_traces, seed, **options):
+    engine = et.NetworkGuidedSMC(networks[model][network], **options)
+    return et.infer(GUIDED_MODELS[model](), observe=OBSERVED[model], engine=engine,
+                    num_traces=num_traces, seed=seed, progress=False)
+
+
+OBSERVED = {"gaussian": {"obs0": 8.0, "obs1": 9.0}, "poisson_mixture": {"y": 6.0},
+            "weather": {"wet": 1}}
+
+
+@pytest.mark.parametrize("network", ["untrained", "trained"])
+def test_ic_smc_gaussian_posterior_and_evidence(networks, network):
+    mean, std, log_evidence = gaussian_posterior([8.0, 9.0])
+    post = guided(networks, "gaussian", network, 600, seed=1)
+    ess = effective_size(post, "mu")
+    assert ess > 100
+    mu = post.marginal("mu")
+    within(float(mu.mean), mean, std / math.sqrt(ess), f"ic_smc ({network}) posterior mean")
+    within(float(mu.stddev), std, std / math.sqrt(2 * ess), f"ic_smc ({network}) posterior sd")
+    within(post.log_evidence, log_evidence, smc_log_evidence_stderr(post), "log evidence")
+    assert post.metadata["engine"] == "ic_smc"
+    assert post.metadata["round_stats"][-1]["tried_independence"] > 0
+
+
+@pytest.mark.parametrize("network", ["untrained", "trained"])
+def test_ic_smc_trans_dimensional(networks, network):
+    p_n, mean_total = exact_poisson_mixture(6.0)
+    post = guided(networks, "poisson_mixture", network, 800, seed=2)
+    probs = post.marginal("clusters").probabilities()
+    ess = effective_size(post, "clusters")
+    assert ess > 50
+    for n in range(5):
+        p = p_n[n]
+        within(probs.get(n, 0.0), p, math.sqrt(max(p * (1 - p), 1e-3) / ess),
+               f"ic_smc ({network}) P(n={n})")
+    total = post.marginal("total")
+    within(float(total.mean), mean_total,
+           float(total.stddev) / math.sqrt(effective_size(post, "total")), "E[total]")
+
+
+@pytest.mark.parametrize("network", ["untrained", "trained"])
+def test_ic_smc_discrete_model_by_enumeration(networks, network):
+    exact, evidence = exact_weather(1)
+    post = guided(networks, "weather", network, 600, seed=3)
+    for key, p in (("rain", exact[(0, 1)] + exact[(1, 1)]), ("cloudy", exact[(1, 0)] + exact[(1, 1)])):
+        ess = effective_size(post, key)
+        within(post.marginal(key).probabilities().get(1, 0.0), p, math.sqrt(p * (1 - p) / ess),
+               f"ic_smc ({network}) P({key}=1)")
+    within(post.log_evidence, math.log(evidence), smc_log_evidence_stderr(post), "log evidence")
+
+
+def test_ic_smc_same_seed_same_posterior_and_pool_equals_serial(networks, tmp_path):
+    runs = [guided(networks, "gaussian", "trained", 64, seed=11) for _ in range(2)]
+    assert np.array_equal(runs[0].marginal("mu").values, runs[1].marginal("mu").values)
+    assert runs[0].log_evidence == runs[1].log_evidence
+    other = guided(networks, "gaussian", "trained", 64, seed=12)
+    assert not np.array_equal(other.marginal("mu").values, runs[0].marginal("mu").values)
+    path = tmp_path / "network.pt"
+    networks["gaussian"]["trained"].save(path)
+    spec = et.SimulatorSpec(models.make_gaussian, name="gaussian")
+    with et.ProcessPoolExecutor(num_workers=2) as pool:
+        pooled = et.infer(spec, observe=OBSERVED["gaussian"],
+                          engine=et.NetworkGuidedSMC(str(path)), num_traces=64, seed=11,
+                          executor=pool, progress=False)
+    assert np.array_equal(pooled.marginal("mu").values, runs[0].marginal("mu").values)
+    assert pooled.log_evidence == runs[0].log_evidence
+
+
+def test_ic_smc_rejects_bad_options(networks):
+    with pytest.raises(ValueError, match="needs network="):
+        et.NetworkGuidedSMC(None)
+    with pytest.raises(ValueError, match="independence_probability"):
+        et.NetworkGuidedSMC(networks["gaussian"]["trained"], independence_probability=2.0)
+    with pytest.raises(ValueError, match="ess_fraction"):
+        et.NetworkGuidedSMC(networks["gaussian"]["trained"], ess_fraction=1.5)
+
+
+def test_ic_smc_moves_leave_the_bridge_invariant(networks):
+    """The MH moves of one round of ic_smc, started from π_β (β = 0.1) itself, keep it: on the
+    Gaussian model π_β(μ) ∝ q(μ | y)^(1−β) [p(μ) p(y | μ)]^β is known on a fine grid, with q
+    scored by the network. A trained q sits far from the prior, so moves that targeted
+    p L^β instead would drift the mean by several standard deviations."""
+    from etalumis_core.engines.ic import ICController
+    from etalumis_core.engines.mh import MHController
+    from etalumis_core.engines.smc import MoveBatch, Particle, _move_chunk, _pool
+
+    beta, n = 0.1, 1000
+    network = networks["gaussian"]["trained"]
+    sim = models.make_gaussian()
+    observed = OBSERVED["gaussian"]
+    rerun = MHController(np.random.default_rng(0), observed)
+    address = et.run_trace(sim, rerun).controlled_addresses[0]
+    grid = np.arange(-4.0, 14.0, 0.005)
+    traces = []
+    for mu in grid:
+        rerun.previous, rerun.overrides = {address: float(mu)}, {}
+        traces.append(et.run_trace(sim, rerun))
+    scorer = ICController(np.random.default_rng(0), observed, network)
+    log_q = np.array([scorer.score(t) for t in traces])
+    log_p = np.array([t.log_prior for t in traces])
+    log_pi = (1 - beta) * log_q + beta * (log_p + np.array([t.log_likelihood for t in traces]))
+    pi = np.exp(log_pi - log_pi.max())
+    pi /= pi.sum()
+    mean = float(np.sum(pi * grid))
+    std = float(np.sqrt(np.sum(pi * (grid - mean) ** 2)))
+    prior_tempered = np.exp(log_p + beta * np.array([t.log_likelihood for t in traces])
+                            - log_pi.max())
+    assert abs(np.sum(prior_tempered * grid) / prior_tempered.sum() - mean) > 10 * std / math.sqrt(n)
+    chosen = np.random.default_rng(1).choice(len(grid), size=n, p=pi)
+    particles = [Particle(traces[i], log_q[i] - log_p[i]) for i in chosen]
+    engine = et.NetworkGuidedSMC(network)
+    item = MoveBatch(engine, observed, 5, (1, 0, 0), particles, _pool(particles), beta, 10,
+                     False, "gaussian")
+    moved = _move_chunk(sim, item, lambda count: None)
+    mu = np.array([p.values[address] for p in moved.particles])
+    assert np.mean(mu != grid[chosen]) > 0.5   # most particles moved
+    within(float(mu.mean()), mean, std / math.sqrt(n), "mean of the moved population")
+    within(float(mu.std()), std, std / math.sqrt(2 * n), "sd of the moved population")

@@ -88,3 +88,40 @@ def test_network_for_another_simulator_is_refused(trained, tmp_path):
     with pytest.raises(ObservationError, match="obs1"):
         et.infer(models.make_gaussian(), observe={"obs0": 8.0}, engine="ic",
                  network=result.network_path, num_traces=10, seed=0)
+
+
+def branching():
+    """Every kind of site the proposal density has to account for: a categorical, a real
+    value, an uncontrolled sample, a count, and a loop whose later instances the network
+    below never met (they fall back to the prior)."""
+    k = et.sample(et.Categorical([0.3, 0.7]), name="k")
+    total = et.sample(et.Normal(0.0, 1.0), name="x")
+    total += et.sample(et.Normal(0.0, 0.1), control=False, name="noise")
+    for _ in range(min(et.sample(et.Poisson(1.0 + 2 * k), name="n"), 6)):
+        total += et.sample(et.Uniform(-1.0, 1.0))
+    et.observe(et.Normal(total, 1.0), name="y")
+
+
+def test_score_is_the_log_proposal_density_the_controller_records():
+    from etalumis_core.engines.ic import ICController
+
+    sim = et.PythonSimulator(branching, name="branching", observations={"y": ()})
+    torch.manual_seed(0)
+    network = ProposalNetwork.for_simulator(sim, embedding_dim=8, lstm_dim=16)
+    prior = et.Controller(np.random.default_rng(0), sample_missing_observations=True)
+    traces = [et.run_trace(sim, prior) for _ in range(20)]
+    network.prescan(t for t in traces if len(t.controlled_addresses) <= 4)   # one loop pass
+    controller = ICController(np.random.default_rng(1), {"y": 1.5}, network)
+    differs = False
+    for _ in range(40):
+        trace = et.run_trace(sim, controller)
+        controlled = [v for v in trace.variables if v.kind == "sample" and v.control]
+        recorded = sum(v.log_proposal if v.log_proposal is not None else v.log_prob
+                       for v in controlled)
+        assert abs(controller.score(trace) - recorded) < 1e-5
+        differs = differs or abs(recorded - sum(v.log_prob for v in controlled)) > 1e-3
+        assert any(not v.control for v in trace.samples())   # the uncontrolled one is left out
+    assert controller.fallbacks > 0 and differs
+    # A trace the network did not draw is scored too: the density it would have drawn it with.
+    trace = et.run_trace(sim, prior)
+    assert math.isfinite(controller.score(trace))

@@ -24,6 +24,7 @@ from ..errors import EtalumisError, ObservationError
 from ..executors import Executor
 from ..posterior import Posterior
 from ..simulator import Simulator, SimulatorSpec, simulator_name
+from ..trace import SAMPLE, Trace
 from .importance import ImportanceSampling
 
 _loaded: dict[tuple[str, float], Any] = {}   # per process: network files already read
@@ -72,25 +73,51 @@ class ICController(Controller):
         self._state = None
 
     def propose(self, address: str, distribution: Any, name: str | None) -> tuple[Any, float | None, bool]:
-        network = self.network
         if self._state is None:
-            self._state = network.initial_state(self._embedding)
+            self._state = self.network.initial_state(self._embedding)
         with self._torch.inference_mode():
-            proposal = network.propose(self._state, address, distribution,
-                                       tuple(distribution.batch_shape))
+            proposal = self._proposal(self._state, address, distribution)
             if proposal is None:
                 self.fallbacks += 1
                 self.unknown[address] = self.unknown.get(address, 0) + 1
-                network.skip(self._state)
                 return distribution.sample(self.rng), None, False
             value = proposal.sample(self.rng)
-            network.observe_value(self._state, value)
+            self.network.observe_value(self._state, value)
         log_q = proposal.log_prob(value)
         return value, float(np.sum(log_q)), False
 
+    def score(self, trace: Trace) -> float:
+        """log q(x | y) of a complete trace: the log density with which :meth:`propose` draws
+        its controlled values, in order (the prior's at an address the network does not know).
+        Uncontrolled samples and observations are not proposed, so they do not enter."""
+        state = self.network.initial_state(self._embedding)
+        total = 0.0
+        with self._torch.inference_mode():
+            for v in trace.variables:
+                if v.kind is not SAMPLE or not v.control:
+                    continue
+                proposal = self._proposal(state, v.address, v.distribution)
+                if proposal is None:
+                    total += v.log_prob
+                    continue
+                self.network.observe_value(state, v.value)
+                total += float(np.sum(proposal.log_prob(v.value)))
+        return total
 
-class InferenceCompilation(ImportanceSampling):
-    """Importance sampling with a trained proposal network (registered as ``ic``).
+    def _proposal(self, state: dict, address: str, distribution: Any) -> Any:
+        """The network's proposal at ``address``, advancing ``state``; None (and no input to
+        the next step) at an address it does not know."""
+        proposal = self.network.propose(state, address, distribution,
+                                        tuple(distribution.batch_shape))
+        if proposal is None:
+            self.network.skip(state)
+        return proposal
+
+
+class NetworkEngine:
+    """What an engine that draws from a proposal network shares: the network, from a file
+    (each worker process loads it once, never a pickled copy) or in memory; the check that it
+    was trained for the simulator; and torch's threads while it proposes.
 
     Parameters
     ----------
@@ -106,19 +133,15 @@ class InferenceCompilation(ImportanceSampling):
     num_threads:
         torch threads while sampling (the network runs on one trace at a time, where one
         thread is fastest); restored afterwards. None leaves torch's setting alone.
-    chunk_size, retries, max_value_size:
-        As for :class:`ImportanceSampling`.
     """
 
-    name = "ic"
+    name = "network"
 
-    def __init__(self, network: Any, chunk_size: int = 128, retries: int = 3,
-                 max_value_size: int = 4096, check_simulator: bool = True,
-                 num_threads: int | None = 1, embeddings: Any = None) -> None:
-        super().__init__(chunk_size, retries, max_value_size)
+    def use_network(self, network: Any, check_simulator: bool = True,
+                    num_threads: int | None = 1, embeddings: Any = None) -> None:
         if network is None:
-            raise ValueError("inference compilation needs network= (a network file or a "
-                             "ProposalNetwork); train one with etalumis_core.nn.Trainer")
+            raise ValueError(f"engine {self.name!r} needs network= (a network file or a "
+                             f"ProposalNetwork); train one with etalumis_core.nn.Trainer")
         if isinstance(network, (str, os.PathLike)):
             if not Path(network).exists():
                 raise FileNotFoundError(f"{network}: no such network file")
@@ -143,21 +166,13 @@ class InferenceCompilation(ImportanceSampling):
             state["_network"] = None   # workers read the file, not a pickled copy
         return state
 
-    def options(self) -> dict:
-        return {**super().options(), "network": self.network_path or "<in memory>"}
-
-    def make_controller(self, rng: np.random.Generator, observations: Mapping[str, Any]) -> Controller:
-        return ICController(rng, observations, self.network)
-
-    def _run(self, simulator: Simulator | SimulatorSpec, observations: dict, num_traces: int,
-             seed: int, executor: Executor, progress: bool | None) -> Posterior:
+    def check_network(self, simulator: Simulator | SimulatorSpec) -> None:
         name = simulator_name(simulator)
         trained_for = self.network.simulator
         if self.check_simulator and trained_for not in (None, name):
             raise EtalumisError(f"the network was trained for simulator {trained_for!r}, not "
                                 f"{name!r}; use a network trained for {name!r} (or "
                                 f"check_simulator=False if they are the same simulator)")
-        return super()._run(simulator, observations, num_traces, seed, executor, progress)
 
     @contextlib.contextmanager
     def sampling(self) -> Iterator[None]:
@@ -170,6 +185,37 @@ class InferenceCompilation(ImportanceSampling):
             yield
         finally:
             torch.set_num_threads(threads)
+
+
+class InferenceCompilation(NetworkEngine, ImportanceSampling):
+    """Importance sampling with a trained proposal network (registered as ``ic``).
+
+    Parameters
+    ----------
+    network, check_simulator, embeddings, num_threads:
+        As for :class:`NetworkEngine`.
+    chunk_size, retries, max_value_size:
+        As for :class:`ImportanceSampling`.
+    """
+
+    name = "ic"
+
+    def __init__(self, network: Any, chunk_size: int = 128, retries: int = 3,
+                 max_value_size: int = 4096, check_simulator: bool = True,
+                 num_threads: int | None = 1, embeddings: Any = None) -> None:
+        super().__init__(chunk_size, retries, max_value_size)
+        self.use_network(network, check_simulator, num_threads, embeddings)
+
+    def options(self) -> dict:
+        return {**super().options(), "network": self.network_path or "<in memory>"}
+
+    def make_controller(self, rng: np.random.Generator, observations: Mapping[str, Any]) -> Controller:
+        return ICController(rng, observations, self.network)
+
+    def _run(self, simulator: Simulator | SimulatorSpec, observations: dict, num_traces: int,
+             seed: int, executor: Executor, progress: bool | None) -> Posterior:
+        self.check_network(simulator)
+        return super()._run(simulator, observations, num_traces, seed, executor, progress)
 
     def chunk_metadata(self, controller: Controller) -> dict:
         return {"prior_fallbacks": controller.fallbacks,

@@ -36,16 +36,23 @@ where the likelihood is flat, decide between modes and discrete structures by re
 later rounds refine within them. The product of the rounds' mean incremental weights is an
 unbiased estimate of the evidence p(y) (``posterior.log_evidence``, with a standard error
 from the rounds' weights). N is ``num_traces``.
+
+The prior is one start distribution among others: an engine whose :meth:`~SequentialMonteCarlo.
+guide` draws from and scores under another one, q, tempers along π_β ∝ q^(1−β) (p L)^β instead,
+reweighting by (p L / q)^Δβ and accepting every move at π_β (network-guided SMC, :mod:`.ic_smc`,
+whose :meth:`~SequentialMonteCarlo.kernels` add the network as an independence move).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..controller import Controller
 from ..distributions import Bernoulli, Categorical
 from ..executors import Executor
 from ..posterior import Posterior, PosteriorBuilder, logsumexp
@@ -65,12 +72,14 @@ MIN_ANCESTORS = 50
 class Particle:
     """What a move needs of a trace: its controlled values and their prior log-probabilities,
     which of them are ordered (and their supports, to reject a step without running the
-    simulator), the unordered discrete choices, and the log-likelihood."""
+    simulator), the unordered discrete choices, the log-likelihood, and
+    ``log_start_ratio`` = log q(x) − log p(x), how much likelier the start distribution q
+    makes the trace than the prior does (0 when SMC starts from the prior)."""
 
     __slots__ = ("values", "log_probs", "supports", "integer", "controlled", "key",
-                 "log_likelihood")
+                 "log_likelihood", "log_start_ratio")
 
-    def __init__(self, trace: Trace) -> None:
+    def __init__(self, trace: Trace, log_start_ratio: float = 0.0) -> None:
         self.values: dict[str, Any] = {}
         self.log_probs: dict[str, float] = {}
         self.supports: dict[str, Any] = {}
@@ -91,6 +100,13 @@ class Particle:
         self.controlled = trace.controlled_addresses
         self.key = tuple(key)
         self.log_likelihood = float(trace.log_likelihood)
+        self.log_start_ratio = float(log_start_ratio)
+
+    @property
+    def log_increment(self) -> float:
+        """log w = log p(x) + log p(y | x) − log q(x): the tempering raises w to the step in
+        β (with the prior as start, the log-likelihood)."""
+        return self.log_likelihood - self.log_start_ratio
 
     def ordered(self) -> dict[str, Any]:
         """The ordered values by address: what differential evolution steps."""
@@ -176,6 +192,18 @@ class SequentialMonteCarlo(Engine):
                 "max_rounds": self.max_rounds,
                 "chunk_size": self.chunk_size}
 
+    # -- what a start distribution other than the prior changes (network-guided SMC) ---------
+    @contextlib.contextmanager
+    def guide(self, rng: np.random.Generator, observations: dict) -> Iterator[Controller | None]:
+        """Inside a work item: the controller that draws traces from the start distribution q
+        and scores any trace under it (``score(trace)``: log q of its controlled values), or
+        None where q is the prior."""
+        yield None
+
+    def kernels(self) -> tuple[tuple[str, Callable[..., Any]], ...]:
+        """The Metropolis–Hastings moves of a sweep, by kind, in the order they are tried."""
+        return MOVES
+
     def _run(self, simulator: Simulator | SimulatorSpec, observations: dict, num_traces: int,
              seed: int, executor: Executor, progress: bool | None) -> Posterior:
         if num_traces < 2:
@@ -188,16 +216,17 @@ class SequentialMonteCarlo(Engine):
         threshold = max(self.decorrelation, 3.0 / math.sqrt(num_traces))
         betas_before: list[float] = [0.0]
         with Progress(None, f"{self.name} rounds", progress) as bar:
-            items = [PriorDraw(self, observations, seed, c, count, name)
+            items = [StartDraw(self, observations, seed, c, count, name)
                      for c, (_, count) in enumerate(chunks)]
-            particles = [p for part in executor.map(_draw_prior, items, simulator, bar,
+            particles = [p for part in executor.map(_draw_start, items, simulator, bar,
                                                     weights=[n for _, n in chunks]) for p in part]
+            kinds = [kind for kind, _ in self.kernels()]
             while True:
-                log_lik = np.array([p.log_likelihood for p in particles])
-                step = self._next_step(log_lik, beta, name)
+                log_inc = np.array([p.log_increment for p in particles])
+                step = self._next_step(log_inc, beta, name)
                 if len(rounds) + 1 >= self.max_rounds and step < 1.0 - beta:
                     step, truncated = 1.0 - beta, True
-                log_w = np.where(np.isfinite(log_lik), step * log_lik, -math.inf)
+                log_w = np.where(np.isfinite(log_inc), step * log_inc, -math.inf)
                 log_evidence += logsumexp(log_w) - math.log(num_traces)
                 weights_ess = _kish(log_w)
                 beta = 1.0 if beta + step >= 1.0 - 1e-12 else beta + step
@@ -206,7 +235,7 @@ class SequentialMonteCarlo(Engine):
                 particles = [particles[i] for i in chosen]
                 final = beta == 1.0
                 start, pool = particles, _pool(particles)
-                accepted, tried = np.zeros(len(MOVES)), np.zeros(len(MOVES))
+                accepted, tried = np.zeros(len(kinds)), np.zeros(len(kinds))
                 sweeps, correlation = 0, 1.0
                 # Sweep in batches until the particles no longer remember where the round
                 # started (copies of one ancestor have gone their own ways), or the bound.
@@ -233,8 +262,8 @@ class SequentialMonteCarlo(Engine):
                         np.arange(num_traces), groups, len(parents)),
                     "ancestor_lag": lag,
                     **{f"acceptance_{kind}": float(a / t) if t else None
-                       for kind, a, t in zip(MOVE_KINDS, accepted, tried)},
-                    **{f"tried_{kind}": int(t) for kind, t in zip(MOVE_KINDS, tried)}})
+                       for kind, a, t in zip(kinds, accepted, tried)},
+                    **{f"tried_{kind}": int(t) for kind, t in zip(kinds, tried)}})
                 bar.set_total(bar.done + _rounds_left(betas_before, beta) * num_traces * sweeps)
                 betas_before.append(beta)
                 bar.show(beta=beta, round=len(rounds), sweeps=sweeps,
@@ -251,7 +280,7 @@ class SequentialMonteCarlo(Engine):
             "distinct_ancestors": rounds[-1]["unique_after_resampling"],
             "log_likelihood_range": [float(final_log_lik.min()), float(final_log_lik.max())],
             "betas": [r["beta"] for r in rounds], "round_stats": rounds, "truncated": truncated,
-            "acceptance_rate": _acceptance(rounds[-1]),
+            "acceptance_rate": _acceptance(rounds[-1], kinds),
             "genealogy": {"groups": groups.tolist(), "lag": lag, "resamplings": len(parents)}}
         return posterior
 
@@ -294,14 +323,15 @@ class SequentialMonteCarlo(Engine):
                 "acceptance": meta.get("acceptance_rate"), "rounds": meta["rounds"],
                 "warnings": warnings}
 
-    def _next_step(self, log_lik: np.ndarray, beta: float, name: str) -> float:
-        """The largest tempering step (at most 1 − β) whose weights keep ``ess_fraction`` of
-        the particles with a non-zero likelihood."""
-        finite = np.isfinite(log_lik)
+    def _next_step(self, log_inc: np.ndarray, beta: float, name: str) -> float:
+        """The largest tempering step (at most 1 − β) whose weights (the particles'
+        ``log_increment`` times the step) keep ``ess_fraction`` of the particles with a
+        non-zero weight."""
+        finite = np.isfinite(log_inc)
         if not finite.any():
             raise ValueError(f"every particle of simulator {name!r} has zero likelihood for "
                              f"these observations; check that they can be produced at all")
-        centred = log_lik[finite] - log_lik[finite].max()
+        centred = log_inc[finite] - log_inc[finite].max()
         target = self.ess_fraction * finite.sum()
 
         def ess(step: float) -> float:
@@ -350,8 +380,9 @@ def _pool(particles: list[Particle]) -> dict[tuple, list[dict[str, Any]]]:
 
 
 @dataclass(frozen=True)
-class PriorDraw:
-    """Work item: ``count`` particles drawn from the prior with the generator of ``index``."""
+class StartDraw:
+    """Work item: ``count`` particles drawn from the start distribution (the prior, or the
+    engine's :meth:`~SequentialMonteCarlo.guide`) with the generator of ``index``."""
 
     engine: "SequentialMonteCarlo"
     observations: dict
@@ -389,72 +420,112 @@ class Moved:
     posterior: Posterior | None
 
 
-def _draw_prior(simulator: Simulator, item: PriorDraw, report: Callable[[int], None]) -> list:
-    controller = MHController(chunk_rng(item.seed, 0, item.index), item.observations)
-    out = [Particle(trace) for trace in run_traces(simulator, controller, item.count,
-                                                   item.engine.retries, report)]
-    controller.check_observations_used(item.simulator)
+def _draw_start(simulator: Simulator, item: StartDraw, report: Callable[[int], None]) -> list:
+    rng = chunk_rng(item.seed, 0, item.index)
+    with item.engine.guide(rng, item.observations) as guide:
+        controller = guide or MHController(rng, item.observations)
+        out = [Particle(trace, drawn_log_start_ratio(trace))
+               for trace in run_traces(simulator, controller, item.count, item.engine.retries,
+                                       report)]
+        controller.check_observations_used(item.simulator)
     return out
 
 
+def drawn_log_start_ratio(trace: Trace) -> float:
+    """log q(x) − log p(x) of a trace drawn from the start distribution, from the proposal
+    densities its controller recorded (a site drawn from its prior records none: it adds 0)."""
+    return float(sum(v.log_proposal - v.log_prob for v in trace.variables
+                     if v.kind is SAMPLE and v.log_proposal is not None))
+
+
+@dataclass
+class MoveContext:
+    """What the moves of one work item share: the simulator, the controller that reruns it on a
+    particle's values, the ``guide`` (the controller that draws from the start distribution q
+    and scores a trace under it, ``guide.score(trace)`` = log q(x); None when q is the prior),
+    the pool of the population's values, β, the engine and the generator."""
+
+    simulator: Simulator
+    controller: MHController
+    guide: Any
+    pool: dict
+    beta: float
+    engine: SequentialMonteCarlo
+    rng: np.random.Generator
+
+    def log_start_ratio(self, trace: Trace) -> float:
+        """log q(x) − log p(x) of any trace: the guide's score less the prior density of the
+        controlled values (uncontrolled samples are drawn from the prior under both)."""
+        return self.guide.score(trace) - sum(v.log_prob for v in trace.variables
+                                             if v.kind is SAMPLE and v.control)
+
+
 def _move_chunk(simulator: Simulator, item: MoveBatch, report: Callable[[int], None]) -> Moved:
-    engine, pool, beta = item.engine, item.pool, item.beta
+    engine = item.engine
     rng = chunk_rng(item.seed, *item.index)
-    controller = MHController(rng, item.observations)
-    accepted, tried = [0] * len(MOVES), [0] * len(MOVES)
+    kernels = engine.kernels()
+    accepted, tried = [0] * len(kernels), [0] * len(kernels)
     builder = PosteriorBuilder(engine.max_value_size) if item.final else None
     out = []
-    for particle in item.particles:
-        trace = None
-        for _ in range(item.sweeps):
-            stepped = False
-            for kind, move in enumerate(MOVES):
-                # Every sweep moves every particle: the prior redraw stands in where no block
-                # step applies (an all-discrete model, a particle alone in its discrete class).
-                if move is _redraw_move and stepped and rng.random() >= engine.redraw_probability:
-                    continue
-                proposal = move(simulator, controller, particle, pool, beta, engine, rng)
-                if proposal is not None:
-                    tried[kind] += 1
-                    stepped = stepped or move is _block_move
-                    if proposal is not False:
-                        particle, trace = proposal
-                        accepted[kind] += 1
-            report(1)
-        if builder is not None:
-            if trace is None:   # no move accepted this batch: run the particle's values again
-                trace = _run(simulator, controller, particle, engine)[0]
-            builder.add(trace, 0.0)
-        out.append(particle)
+    with engine.guide(rng, item.observations) as guide:
+        context = MoveContext(simulator, MHController(rng, item.observations), guide, item.pool,
+                              item.beta, engine, rng)
+        for particle in item.particles:
+            trace = None
+            for _ in range(item.sweeps):
+                stepped = False
+                for kind, (_, move) in enumerate(kernels):
+                    # Every sweep moves every particle: the prior redraw stands in where no
+                    # block step applies (an all-discrete model, a particle alone in its
+                    # discrete class).
+                    if (move is _redraw_move and stepped
+                            and rng.random() >= engine.redraw_probability):
+                        continue
+                    proposal = move(context, particle)
+                    if proposal is not None:
+                        tried[kind] += 1
+                        stepped = stepped or move is _block_move
+                        if proposal is not False:
+                            particle, trace = proposal
+                            accepted[kind] += 1
+                report(1)
+            if builder is not None:
+                if trace is None:   # no move accepted this batch: run the particle's values again
+                    trace = _run(context, particle)[0]
+                builder.add(trace, 0.0)
+            out.append(particle)
     return Moved(out, accepted, tried, builder.build() if builder is not None else None)
 
 
-def _run(simulator: Simulator, controller: MHController, particle: Particle,
-         engine: SequentialMonteCarlo, overrides: dict | None = None,
+def _run(context: MoveContext, particle: Particle, overrides: dict | None = None,
          redraw: str | None = None, avoid: Any = _MISSING) -> tuple[Trace, Particle] | None:
     """Run the simulator on the particle's values, with ``overrides`` at some addresses, or
     with the address ``redraw`` drawn afresh from its prior (from the prior less the value
     ``avoid``, if given): ``(trace, its particle)``, or None when an override lies outside its
     support (checked before the run where the particle knows the support, so most impossible
-    steps cost nothing)."""
+    steps cost nothing). The particle is not yet scored under the start distribution
+    (:func:`_accept` does that where the target needs it)."""
     overrides = overrides or {}
     for address, value in overrides.items():
         support = particle.supports.get(address)
         if address not in particle.values or (support is not None
                                                and not np.all(support.contains(value))):
             return None
+    controller = context.controller
     controller.previous, controller.overrides, controller.redraw, controller.avoid = \
         particle.values, overrides, redraw, avoid
-    trace = run_trace(simulator, controller, engine.retries)
+    trace = run_trace(context.simulator, controller, context.engine.retries)
     controller.avoid = _MISSING
-    return None if controller.outside else (trace, Particle(trace))
+    if controller.outside:
+        return None
+    return trace, Particle(trace, 0.0 if context.guide is None else math.nan)
 
 
-def _block_move(simulator: Simulator, controller: MHController, particle: Particle, pool: dict,
-                beta: float, engine: SequentialMonteCarlo, rng: np.random.Generator) -> Any:
+def _block_move(context: MoveContext, particle: Particle) -> Any:
     """A differential-evolution step: the accepted ``(particle, trace)``, False when rejected,
     None when there was nothing to step."""
-    others = pool.get(particle.key, ())
+    rng = context.rng
+    others = context.pool.get(particle.key, ())
     if len(others) < 2:
         return None
     i, j = rng.choice(len(others), size=2, replace=False)
@@ -474,7 +545,7 @@ def _block_move(simulator: Simulator, controller: MHController, particle: Partic
     size = sum(np.size(differences[address]) for address in chosen)
     if size == 0 or not any(np.any(differences[address] != 0) for address in chosen):
         return None
-    gamma = 1.0 if rng.random() < engine.jump_probability else 2.38 / math.sqrt(2.0 * size)
+    gamma = 1.0 if rng.random() < context.engine.jump_probability else 2.38 / math.sqrt(2.0 * size)
     stepped = {}
     for address in chosen:
         step = gamma * differences[address]
@@ -483,7 +554,7 @@ def _block_move(simulator: Simulator, controller: MHController, particle: Partic
         if np.ndim(value) == 0:
             value = int(value) if integer else float(value)
         stepped[address] = value
-    run = _run(simulator, controller, particle, engine, overrides=stepped)
+    run = _run(context, particle, overrides=stepped)
     if run is None:
         return False
     trace, proposed = run
@@ -493,69 +564,100 @@ def _block_move(simulator: Simulator, controller: MHController, particle: Partic
               and np.shape(a[ad]) == np.shape(b[ad]) == np.shape(proposed.values[ad])}
     if shared != set(differences):
         return False
-    return _accept(particle, proposed, trace, beta, 0.0, rng)
+    return _accept(context, particle, proposed, trace, 0.0)
 
 
-def _model_move(simulator: Simulator, controller: MHController, particle: Particle, pool: dict,
-                beta: float, engine: SequentialMonteCarlo, rng: np.random.Generator) -> Any:
+def _model_move(context: MoveContext, particle: Particle) -> Any:
     """One of the simulator's own moves (:meth:`Simulator.moves`), chosen uniformly."""
-    moves = simulator.moves() if engine.model_moves else ()
+    rng = context.rng
+    moves = context.simulator.moves() if context.engine.model_moves else ()
     if not moves:
         return None
     proposal = moves[int(rng.integers(len(moves)))](particle.values, rng)
     if proposal is None:
         return None
     stepped, log_ratio = proposal
-    run = _run(simulator, controller, particle, engine, overrides=stepped)
+    run = _run(context, particle, overrides=stepped)
     if run is None:
         return False
     trace, proposed = run
     if proposed.key != particle.key or proposed.controlled != particle.controlled:
         return False
-    return _accept(particle, proposed, trace, beta, log_ratio, rng)
+    return _accept(context, particle, proposed, trace, log_ratio)
 
 
-def _redraw_move(simulator: Simulator, controller: MHController, particle: Particle, pool: dict,
-                 beta: float, engine: SequentialMonteCarlo, rng: np.random.Generator) -> Any:
+def _redraw_move(context: MoveContext, particle: Particle) -> Any:
     """A lightweight-MH move: one controlled site redrawn from its prior. At an unordered
     discrete site (a categorical choice) the redraw proposes only values other than the
     current one (Liu's 1996 Metropolised Gibbs): a redraw of the same value is a wasted run,
     and a likely value is redrawn most of the time. The proposal p(x') / (1 − p(x)) and its
     reverse leave the term log(1 − p(x)) − log(1 − p(x')) in the acceptance ratio."""
     sites = particle.controlled
-    site = sites[int(rng.integers(len(sites)))]
+    site = sites[int(context.rng.integers(len(sites)))]
     current = dict(particle.key).get(site, _MISSING)
     p_current = math.exp(particle.log_probs[site]) if current is not _MISSING else 1.0
     if p_current > 1.0 - 1e-9:   # continuous, or no other value possible: a plain redraw
-        trace, proposed = _run(simulator, controller, particle, engine, redraw=site)
+        trace, proposed = _run(context, particle, redraw=site)
         other = 0.0
     else:
-        trace, proposed = _run(simulator, controller, particle, engine, redraw=site,
+        trace, proposed = _run(context, particle, redraw=site,
                                avoid=particle.values[site])
         p_new = math.exp(proposed.log_probs[site]) if site in proposed.log_probs else 0.0
         other = math.log1p(-p_current) - math.log1p(-min(p_new, 1.0 - 1e-12))
     if not proposed.controlled:
         return False
     sizes = math.log(len(sites)) - math.log(len(proposed.controlled))
-    return _accept(particle, proposed, trace, beta, sizes + other, rng)
+    return _accept(context, particle, proposed, trace, sizes + other)
 
 
-def _accept(current: Particle, proposed: Particle, trace: Trace, beta: float, extra: float,
-            rng: np.random.Generator) -> Any:
+def _accept(context: MoveContext, current: Particle, proposed: Particle, trace: Trace,
+            extra: float) -> Any:
     # Lightweight MH with the likelihood tempered: values drawn afresh (and those of the
     # current trace left behind) cancel against their prior proposal, so only reused values
     # enter the prior ratio.
+    beta, rng = context.beta, context.rng
     log_alpha = extra + beta * (proposed.log_likelihood - current.log_likelihood)
     for v in trace.variables:
         if v.kind is SAMPLE and v.reused:
             log_alpha += v.log_prob - current.log_probs[v.address]
     if math.isnan(log_alpha) or (log_alpha < 0 and math.log(rng.random()) >= log_alpha):
         return False
+    if context.guide is not None:
+        # From a start distribution q the target is π_β = p L^β · (q / p)^(1−β). Its second
+        # factor is tested only for moves that passed the first (delayed acceptance, Christen
+        # & Fox 2005: min(1, r₁) · min(1, r₂) keeps detailed balance when each factor's ratio
+        # does), so q is scored only for them: scoring costs as much as a simulator run.
+        # At β = 1 the factor is 1, but the independence move needs log q − log p.
+        proposed.log_start_ratio = context.log_start_ratio(trace)
+        if beta < 1.0:
+            log_bridge = (1.0 - beta) * (proposed.log_start_ratio - current.log_start_ratio)
+            if math.isnan(log_bridge) or (log_bridge < 0
+                                          and math.log(rng.random()) >= log_bridge):
+                return False
     return proposed, trace
 
 
-MOVES = (_block_move, _model_move, _redraw_move)
-MOVE_KINDS = ("block", "model", "redraw")
+def independence_move(context: MoveContext, particle: Particle) -> Any:
+    """A trace drawn afresh from the start distribution q (a network's proposal) as an
+    independence Metropolis move: it jumps between discrete structures (decay channels) that
+    no local move connects. Derivation: the bridge is π_β(x) ∝ q(x)^(1−β) (p(x) L(x))^β
+    = q(x) w(x)^β with w = p L / q; proposing x' ~ q whatever x is, the Metropolis–Hastings
+    ratio is π_β(x') q(x) / (π_β(x) q(x')) = w(x')^β / w(x)^β, the importance weights raised
+    to β (Tierney 1994; at β = 1 the classic independence sampler)."""
+    if context.guide is None:
+        return None
+    rng = context.rng
+    if rng.random() >= context.engine.independence_probability:
+        return None
+    trace = run_trace(context.simulator, context.guide, context.engine.retries)
+    proposed = Particle(trace, drawn_log_start_ratio(trace))
+    log_alpha = context.beta * (proposed.log_increment - particle.log_increment)
+    if math.isnan(log_alpha) or (log_alpha < 0 and math.log(rng.random()) >= log_alpha):
+        return False
+    return proposed, trace
+
+
+MOVES = (("block", _block_move), ("model", _model_move), ("redraw", _redraw_move))
 
 
 def _kish(log_w: np.ndarray) -> float:
@@ -564,11 +666,11 @@ def _kish(log_w: np.ndarray) -> float:
     return float(w.sum() ** 2 / np.sum(w * w))
 
 
-def _acceptance(stats: dict) -> float | None:
+def _acceptance(stats: dict, kinds: list[str]) -> float | None:
     """The fraction of a round's moves, of every kind, that were accepted."""
-    tried = sum(stats[f"tried_{kind}"] for kind in MOVE_KINDS)
+    tried = sum(stats[f"tried_{kind}"] for kind in kinds)
     accepted = sum(stats[f"tried_{kind}"] * (stats[f"acceptance_{kind}"] or 0.0)
-                   for kind in MOVE_KINDS)
+                   for kind in kinds)
     return accepted / tried if tried else None
 
 
