@@ -83,8 +83,8 @@ def scalar_truths(trace: Trace, names: Sequence[str] | None = None) -> dict[str,
     return out
 
 
-def _score(marginal: Marginal, truth: Any) -> dict:
-    if marginal.discrete or _is_integer(truth):
+def _score(marginal: Marginal, truth: Any, discrete: bool = False) -> dict:
+    if discrete or marginal.discrete or _is_integer(truth):
         table = marginal.probabilities()
         top, p_top = next(iter(table.items()))
         p_true = sum(p for value, p in table.items() if value == truth)
@@ -101,10 +101,13 @@ def _score(marginal: Marginal, truth: Any) -> dict:
             "mean": float(marginal.mean), "stddev": float(marginal.stddev)}
 
 
-def score_event(posterior: Posterior, truth: Trace, names: Sequence[str] | None = None) -> dict:
+def score_event(posterior: Posterior, truth: Trace, names: Sequence[str] | None = None,
+                discrete: Sequence[str] = ()) -> dict:
     """Where the truth's scalar named latents and tags fall in the posterior, by name. A name
     the posterior lacks, or holds only in traces of zero weight, is left out (a latent of a
-    trace type the posterior does not reach)."""
+    trace type the posterior does not reach). Names in ``discrete`` are scored as categories
+    even when their values are floats (a category index tagged over PPX, where every number
+    is a double)."""
     out = {}
     for name, value in scalar_truths(truth, names).items():
         try:
@@ -112,7 +115,7 @@ def score_event(posterior: Posterior, truth: Trace, names: Sequence[str] | None 
         except (KeyError, ValueError):
             continue
         if marginal.values.ndim == 1:
-            out[name] = _score(marginal, value)
+            out[name] = _score(marginal, value, name in discrete)
     return out
 
 
@@ -149,7 +152,7 @@ class _AliveExecutor(SerialExecutor):
 def _calibrate_event(simulator: Simulator, item: tuple, report: Callable[[int], None]) -> dict:
     """Work item: simulate event ``index``, infer it serially on this worker's simulator, score
     it, and write the scores (atomically) before returning them."""
-    engine, num_traces, index, truth_seed, seed, names, output_dir = item
+    engine, num_traces, index, truth_seed, seed, names, discrete, output_dir = item
     truth = simulate(simulator, seed=truth_seed)
     cpu, wall = time.process_time(), time.perf_counter()
     posterior = engine.run(simulator, observations_of(truth), num_traces, seed,
@@ -157,7 +160,7 @@ def _calibrate_event(simulator: Simulator, item: tuple, report: Callable[[int], 
     result = {"event": index, "truth_seed": truth_seed, "seed": seed,
               "cpu_seconds": time.process_time() - cpu,
               "wall_seconds": time.perf_counter() - wall,
-              "latents": score_event(posterior, truth, names)}
+              "latents": score_event(posterior, truth, names, discrete)}
     if output_dir is not None:
         _write_json(_event_path(output_dir, index), result)
     report(1)
@@ -249,6 +252,7 @@ def calibrate(simulator: Any, engine: str | Engine = "importance", num_events: i
               event_seed: int = 0, num_traces: int = 1000, seed: int = 0,
               output_dir: str | os.PathLike | None = None, executor: str | Executor | None = None,
               progress: bool | None = None, plots: bool = True, names: Sequence[str] | None = None,
+              discrete: Sequence[str] = (),
               plugins: Plugins | None = None, simulator_options: Mapping[str, Any] | None = None,
               executor_options: Mapping[str, Any] | None = None,
               **engine_options: Any) -> dict:
@@ -258,7 +262,8 @@ def calibrate(simulator: Any, engine: str | Engine = "importance", num_events: i
     Event ``i`` is simulated with truth seed ``event_seed + i`` and inferred with ``num_traces``
     traces and a seed drawn from ``(seed, i)``; events are spread over ``executor``, one event
     per task, the engine running serially inside the worker. ``names`` limits the scored latents
-    (default: every scalar named latent and scalar tag of each truth). With ``output_dir``, each
+    (default: every scalar named latent and scalar tag of each truth); names in ``discrete``
+    are scored as categories (top-1, reliability) though their values are floats. With ``output_dir``, each
     event's scores, ``calibration.json`` and the plots are written there, and a killed run
     resumes where it stopped (same arguments required). Returns the summary::
 
@@ -293,7 +298,8 @@ def calibrate(simulator: Any, engine: str | Engine = "importance", num_events: i
             "engine": engine_obj.name, "engine_options": engine_obj.options(),
             "engine_class": f"{type(engine_obj).__module__}.{type(engine_obj).__qualname__}",
             "num_events": int(num_events), "event_seed": event_seed, "num_traces": int(num_traces),
-            "seed": seed, "names": list(names) if names is not None else None})
+            "seed": seed, "names": list(names) if names is not None else None,
+            **({"discrete": sorted(discrete)} if discrete else {})})
 
     results: list[dict | None] = [None] * num_events
     items, todo = [], []
@@ -306,7 +312,7 @@ def calibrate(simulator: Any, engine: str | Engine = "importance", num_events: i
             continue
         todo.append(i)
         items.append((engine_obj, int(num_traces), i, truth_seed, event_inference_seed,
-                      list(names) if names is not None else None, out))
+                      list(names) if names is not None else None, list(discrete), out))
     if num_events - len(todo):
         log.info("resuming calibration in %s: %d of %d events already inferred", out,
                  num_events - len(todo), num_events)

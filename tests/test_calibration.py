@@ -115,6 +115,24 @@ def test_discrete_latents_get_top1_and_a_reliability_table():
     assert abs(n["top1"] - n["mean_p_top"]) < 10 * np.sqrt(0.25 / 40)
 
 
+def _tagged_category():
+    # The category also arrives as a float tag, as every number does over PPX.
+    k = int(et.sample(et.distributions.Categorical([0.5, 0.3, 0.2]), name="k"))
+    et.tag(float(k), "k_tag")
+    et.observe(et.distributions.Normal(float(k), 0.5), name="y")
+
+
+def test_float_valued_names_declared_discrete_are_scored_as_categories():
+    kwargs = dict(engine="importance", num_events=20, num_traces=200, progress=False)
+    plain = et.calibrate(_tagged_category, **kwargs)
+    declared = et.calibrate(_tagged_category, discrete=["k_tag"], **kwargs)
+    assert plain["latents"]["k_tag"]["kind"] == "continuous"
+    k, k_tag = declared["latents"]["k"], declared["latents"]["k_tag"]
+    assert k["kind"] == k_tag["kind"] == "discrete"
+    # the tag is the category itself: the same scores as the sampled one
+    assert (k_tag["top1"], k_tag["mean_p_true"]) == (k["top1"], k["mean_p_true"])
+
+
 def test_summarize_scores_by_name():
     events = [{"latents": {"x": {"kind": "continuous", "rank": r, "covered":
                                  {f"{lv:g}": abs(r - 0.5) <= lv / 2 for lv in LEVELS}}}}

@@ -345,7 +345,8 @@ def calibrate_from_config(cfg: Any, output_dir: str, plugins: Plugins | None = N
         summary = calibrate(spec, engine, num_events=int(cfg.num_events),
                             event_seed=int(cfg.event_seed), num_traces=int(cfg.num_traces),
                             seed=int(cfg.seed), output_dir=target, executor=executor,
-                            progress=bool(cfg.progress), plots=bool(cfg.plots), names=names)
+                            progress=bool(cfg.progress), plots=bool(cfg.plots), names=names,
+                            discrete=list(cfg.get("discrete") or ()))
     lines = [f"{summary['engine']} on {summary['simulator']}: {summary['num_events']} events, "
              f"{summary['cpu_seconds_per_event']:.3g} CPU-s per event"]
     for name, latent in summary["latents"].items():
