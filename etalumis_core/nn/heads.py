@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .. import distributions as D
 from ..data.records import STAT_HIGH, STAT_LOW, STAT_MEAN, STAT_STD
@@ -86,7 +87,16 @@ class ProposalHead(nn.Module):
             self.net[-1].bias.zero_()
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.net(h).view(h.shape[0], self.size, self.num_params)
+        # What ``self.net(h)`` computes, without the three module calls (this runs per step).
+        first, _, last = self.net
+        x = F.linear(F.relu(F.linear(h, first.weight, first.bias)), last.weight, last.bias)
+        return x.view(h.shape[0], self.size, self.num_params)
+
+    @property
+    def kind(self) -> tuple:
+        """Heads of one kind compute :meth:`log_prob` and :meth:`features` alike (they
+        differ only in weights), so one call serves the outputs of them all."""
+        return type(self), self.size, self.num_params
 
     def log_prob(self, raw: torch.Tensor, value: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         """Log proposal density of ``value`` (b, size), summed over elements: (b,)."""
@@ -326,13 +336,26 @@ class CategoricalHead(ProposalHead):
             low = stats[e, STAT_LOW]
             logits = masked[e][:n]
             if prior is not None and self.size == 1:
-                # Categories the prior gives no mass would get a trace of weight zero.
-                possible = np.isfinite(np.asarray(prior.log_prob(np.arange(n) + low)))
-                if possible.any():
+                possible = self.prior_mask(stats[e], prior)
+                if possible is not None:
                     logits = np.where(possible, logits, -np.inf)
             probs = _softmax(logits)
             out.append(D.Categorical(probs) if low == 0 else _Shifted(D.Categorical(probs), low))
         return out
+
+    @staticmethod
+    def prior_mask(stats: np.ndarray, prior: Any) -> np.ndarray | None:
+        """Which of the values ``low .. high`` of a scalar site (``stats`` (4,)) the prior
+        allows; None when it allows all, or none (then nothing is masked). Categories the
+        prior gives no mass would get a trace of weight zero, so the proposal leaves them out."""
+        n = int(stats[STAT_HIGH] - stats[STAT_LOW]) + 1
+        values = np.arange(n) + stats[STAT_LOW]
+        if prior.batch_shape == () and n <= 64:
+            # One at a time: a scalar prior scores a number several times faster than an array.
+            possible = np.array([math.isfinite(prior.log_prob(float(v))) for v in values])
+        else:
+            possible = np.isfinite(np.asarray(prior.log_prob(values)))
+        return possible if possible.any() and not possible.all() else None
 
     def features(self, value: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         index = torch.clamp(value - stats[..., STAT_LOW], 0, self.num_categories - 1).long()
