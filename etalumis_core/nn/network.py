@@ -435,7 +435,17 @@ class ProposalNetwork(nn.Module):
         x = torch.cat([embedding.unsqueeze(0).expand(n, b, -1), prev,
                        address.unsqueeze(1).expand(n, b, -1),
                        dist.unsqueeze(1).expand(n, b, -1)], dim=-1)
-        out, (h, c) = self.lstm(x, None if h is None else (h, c))
+        if scoring is None:
+            out, (h, c) = self.lstm(x, None if h is None else (h, c))
+        else:
+            # One trace: the steps of :meth:`propose` (the fused kernel builds a new plan for
+            # every sequence length, which costs more than scoring the whole trace).
+            hc = self.initial_state(embedding)["hc"] if h is None else (h, c)
+            outs = []
+            for t in range(n):
+                o, hc = self._lstm_step(x[t], hc)
+                outs.append(o)
+            out, (h, c) = torch.stack(outs), hc
         total = torch.zeros(b, device=device)
         for ts, rows_of in by_kind(start, stop):
             head = self.heads[next(iter(rows_of))]
@@ -541,19 +551,12 @@ class ProposalNetwork(nn.Module):
         return head.distribution(head(out), stats, tuple(shape), distribution)
 
     def _lstm_step(self, x: torch.Tensor, hc: tuple) -> tuple[torch.Tensor, tuple]:
-        """One step of the LSTM for one trace, computed from its weights: the fused kernel's
+        """One step of the LSTM for one trace, a cell per layer: the fused sequence kernel's
         setup costs several times the arithmetic at batch size one."""
         h_all, c_all = hc
         hs, cs = [], []
-        lstm = self.lstm
-        for layer in range(lstm.num_layers):
-            gates = (torch.nn.functional.linear(x, getattr(lstm, f"weight_ih_l{layer}"),
-                                                getattr(lstm, f"bias_ih_l{layer}"))
-                     + torch.nn.functional.linear(h_all[layer], getattr(lstm, f"weight_hh_l{layer}"),
-                                                  getattr(lstm, f"bias_hh_l{layer}")))
-            i, f, g, o = gates.chunk(4, dim=-1)
-            c = torch.sigmoid(f) * c_all[layer] + torch.sigmoid(i) * torch.tanh(g)
-            x = torch.sigmoid(o) * torch.tanh(c)
+        for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.lstm.all_weights):
+            x, c = torch.lstm_cell(x, (h_all[layer], c_all[layer]), w_ih, w_hh, b_ih, b_hh)
             hs.append(x)
             cs.append(c)
         return x, (torch.stack(hs), torch.stack(cs))
