@@ -23,6 +23,8 @@ Heads of array-valued sites treat the elements as independent.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from typing import Any
 
@@ -205,13 +207,59 @@ class TruncatedNormalMixtureHead(_MixtureHead):
             width = high - low
             mean = low + width / (1.0 + np.exp(-loc))
             scale = np.exp(np.clip(log_scale, -9.0, 2.0)) * width
-            out.append(D.Mixture([D.TruncatedNormal(float(m), float(s), low, high)
-                                  for m, s in zip(mean, scale)], _softmax(logits)))
+            out.append(TruncatedNormalMixture(_softmax(logits), mean, scale, low, high))
         return out
 
     def features(self, value: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         width = stats[..., STAT_HIGH] - stats[..., STAT_LOW]
         return 2.0 * (value - stats[..., STAT_LOW]) / width - 1.0
+
+
+class TruncatedNormalMixture:
+    """``Mixture`` of ``TruncatedNormal(mean[i], scale[i], low, high)`` with weights ``probs``:
+    the same draws from the same generator and the same log densities, to the bit, without
+    building an object per component and with every component's normaliser computed in one
+    call (a proposal is built at every step, and these were most of its cost)."""
+
+    def __init__(self, probs: np.ndarray, mean: np.ndarray, scale: np.ndarray, low: float,
+                 high: float) -> None:
+        weights = [float(q) for q in probs]
+        total = sum(weights)
+        self.probs = [q / total for q in weights]
+        self._cdf = list(itertools.accumulate(self.probs))
+        self._log_probs = [math.log(q) if q > 0.0 else -math.inf for q in self.probs]
+        self.mean, self.scale = mean.tolist(), scale.tolist()
+        self.low, self.high = low, high
+        self._log_scale = [math.log(s) for s in self.scale]
+        with np.errstate(all="ignore"):
+            self._log_z = D._log_ndtr_diff((low - mean) / scale, (high - mean) / scale).tolist()
+
+    def sample(self, rng: np.random.Generator) -> float:
+        cdf = self._cdf
+        i = bisect.bisect_right(cdf, rng.random() * cdf[-1])
+        if i >= len(cdf):
+            i = len(cdf) - 1
+            while self.probs[i] <= 0.0:
+                i -= 1
+        m, s = self.mean[i], self.scale[i]
+        x = D._truncnorm_std_sample_scalar((self.low - m) / s, (self.high - m) / s, rng.random())
+        return min(max(m + s * x, self.low), self.high)
+
+    def log_prob(self, value: Any) -> float:
+        x = value if type(value) is float else float(value)
+        if not self.low <= x <= self.high:
+            return -math.inf
+        terms = []
+        for log_w, m, s, log_s, log_z in zip(self._log_probs, self.mean, self.scale,
+                                             self._log_scale, self._log_z):
+            z = (x - m) / s
+            r = -0.5 * z * z - log_s - D._LOG_SQRT_2PI - log_z
+            terms.append(log_w + (r if r == r else -math.inf))
+        return D._logsumexp_list(terms)
+
+    def __repr__(self) -> str:
+        return (f"TruncatedNormalMixture({len(self.probs)} components on "
+                f"[{self.low}, {self.high}])")
 
 
 def _log_space(stats: Any, lib: Any) -> tuple[Any, Any]:
