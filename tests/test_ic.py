@@ -174,7 +174,7 @@ def test_batched_score_equals_the_step_by_step_replay_and_the_recorded_log_q():
     network.prescan(t for t in traces if not any(v.name == "rare" for v in t.variables))
     with torch.no_grad():   # away from the near-prior initialisation
         for p in network.heads.parameters():
-            p.add_(0.5 * torch.randn_like(p))
+            p.add_(0.3 * torch.randn_like(p))
     controller = ICController(np.random.default_rng(1), {"y": 2.0}, network)
     scored = [et.run_trace(sim, controller) for _ in range(30)] + traces[:10]
     assert controller.fallbacks > 0
