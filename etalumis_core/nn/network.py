@@ -437,15 +437,9 @@ class ProposalNetwork(nn.Module):
                        dist.unsqueeze(1).expand(n, b, -1)], dim=-1)
         if scoring is None:
             out, (h, c) = self.lstm(x, None if h is None else (h, c))
-        else:
-            # One trace: the steps of :meth:`propose` (the fused kernel builds a new plan for
-            # every sequence length, which costs more than scoring the whole trace).
-            hc = self.initial_state(embedding)["hc"] if h is None else (h, c)
-            outs = []
-            for t in range(n):
-                o, hc = self._lstm_step(x[t], hc)
-                outs.append(o)
-            out, (h, c) = torch.stack(outs), hc
+        else:   # one trace, computed as :meth:`propose` computes it
+            out, (h, c) = self._lstm_steps(
+                x, self.initial_state(embedding)["hc"] if h is None else (h, c))
         total = torch.zeros(b, device=device)
         for ts, rows_of in by_kind(start, stop):
             head = self.heads[next(iter(rows_of))]
@@ -544,22 +538,27 @@ class ProposalNetwork(nn.Module):
         dist = self.distribution_embedding.weight[DIST_IDS.get(distribution.name, len(DIST_NAMES))]
         x = torch.cat([state["embedding"], state["prev"], self.address_embeddings[key][None],
                        dist[None]], dim=-1)
-        out, state["hc"] = self._lstm_step(x, state["hc"])
+        out, state["hc"] = self._lstm_steps(x[None], state["hc"])
+        out = out[0]
         head: ProposalHead = self.heads[key]
         stats = prior_stats(distribution, size)
         state["key"], state["stats"] = key, stats
         return head.distribution(head(out), stats, tuple(shape), distribution)
 
-    def _lstm_step(self, x: torch.Tensor, hc: tuple) -> tuple[torch.Tensor, tuple]:
-        """One step of the LSTM for one trace, a cell per layer: the fused sequence kernel's
-        setup costs several times the arithmetic at batch size one."""
-        h_all, c_all = hc
-        hs, cs = [], []
-        for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.lstm.all_weights):
-            x, c = torch.lstm_cell(x, (h_all[layer], c_all[layer]), w_ih, w_hh, b_ih, b_hh)
-            hs.append(x)
-            cs.append(c)
-        return x, (torch.stack(hs), torch.stack(cs))
+    def _lstm_steps(self, x: torch.Tensor, hc: tuple) -> tuple[torch.Tensor, tuple]:
+        """The LSTM over ``x`` (steps, 1, input) for one trace, a cell per layer and step:
+        ``(output (steps, 1, lstm_dim), (h, c))``. At batch size one the fused kernel's setup
+        costs several times the arithmetic, and it builds a new plan for every length."""
+        weights = self.lstm.all_weights
+        hs, cs = list(hc[0].unbind(0)), list(hc[1].unbind(0))
+        outs = []
+        for x_t in x.unbind(0):
+            for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
+                x_t, cs[layer] = torch.lstm_cell(x_t, (hs[layer], cs[layer]), w_ih, w_hh, b_ih,
+                                                 b_hh)
+                hs[layer] = x_t
+            outs.append(x_t)
+        return torch.stack(outs), (torch.stack(hs), torch.stack(cs))
 
     def observe_value(self, state: dict, value: Any) -> None:
         """Feed the value just sampled (after :meth:`propose`) to the next step."""
