@@ -102,16 +102,24 @@ def branching():
     et.observe(et.Normal(total, 1.0), name="y")
 
 
-def test_score_is_the_log_proposal_density_the_controller_records():
+def _untrained_controller(model, prior_traces: int, known, y: float):
+    """``(simulator, prior controller, prior traces, IC controller observing y)``: the IC
+    controller's untrained network has layers for the addresses of the prior traces that
+    ``known`` picks."""
     from etalumis_core.engines.ic import ICController
 
-    sim = et.PythonSimulator(branching, name="branching", observations={"y": ()})
+    sim = et.PythonSimulator(model, name=model.__name__, observations={"y": ()})
     torch.manual_seed(0)
     network = ProposalNetwork.for_simulator(sim, embedding_dim=8, lstm_dim=16)
     prior = et.Controller(np.random.default_rng(0), sample_missing_observations=True)
-    traces = [et.run_trace(sim, prior) for _ in range(20)]
-    network.prescan(t for t in traces if len(t.controlled_addresses) <= 4)   # one loop pass
-    controller = ICController(np.random.default_rng(1), {"y": 1.5}, network)
+    traces = [et.run_trace(sim, prior) for _ in range(prior_traces)]
+    network.prescan(t for t in traces if known(t))
+    return sim, prior, traces, ICController(np.random.default_rng(1), {"y": y}, network)
+
+
+def test_score_is_the_log_proposal_density_the_controller_records():
+    sim, prior, _, controller = _untrained_controller(
+        branching, 20, lambda t: len(t.controlled_addresses) <= 4, 1.5)   # one loop pass
     differs = False
     for _ in range(40):
         trace = et.run_trace(sim, controller)
@@ -164,18 +172,11 @@ def every_site():
 
 
 def test_batched_score_equals_the_step_by_step_replay_and_the_recorded_log_q():
-    from etalumis_core.engines.ic import ICController
-
-    sim = et.PythonSimulator(every_site, name="every_site", observations={"y": ()})
-    torch.manual_seed(0)
-    network = ProposalNetwork.for_simulator(sim, embedding_dim=8, lstm_dim=16)
-    prior = et.Controller(np.random.default_rng(0), sample_missing_observations=True)
-    traces = [et.run_trace(sim, prior) for _ in range(40)]
-    network.prescan(t for t in traces if not any(v.name == "rare" for v in t.variables))
+    sim, _, traces, controller = _untrained_controller(
+        every_site, 40, lambda t: not any(v.name == "rare" for v in t.variables), 2.0)
     with torch.no_grad():   # away from the near-prior initialisation
-        for p in network.heads.parameters():
+        for p in controller.network.heads.parameters():
             p.add_(0.3 * torch.randn_like(p))
-    controller = ICController(np.random.default_rng(1), {"y": 2.0}, network)
     scored = [et.run_trace(sim, controller) for _ in range(30)] + traces[:10]
     assert controller.fallbacks > 0
     recorded_checked = 0
