@@ -89,7 +89,8 @@ class ICController(Controller):
     def score(self, trace: Trace) -> float:
         """log q(x | y) of a complete trace: the log density with which :meth:`propose` draws
         its controlled values, in order (the prior's at an address the network does not know).
-        Uncontrolled samples and observations are not proposed, so they do not enter."""
+        Uncontrolled samples and observations are not proposed, so they do not enter. One
+        pass of the network over the whole trace (:meth:`ProposalNetwork.log_prob_of`)."""
         controlled = [v for v in trace.variables if v.kind is SAMPLE and v.control]
         with self._torch.inference_mode():
             log_q, proposed = self.network.log_prob_of(
