@@ -543,7 +543,7 @@ class ProposalNetwork(nn.Module):
         head: ProposalHead = self.heads[key]
         stats = prior_stats(distribution, size)
         state["key"], state["stats"] = key, stats
-        return head.distribution(head(out), stats, tuple(shape), distribution)
+        return head.distribution(head.forward(out), stats, tuple(shape), distribution)
 
     def _lstm_steps(self, x: torch.Tensor, hc: tuple) -> tuple[torch.Tensor, tuple]:
         """The LSTM over ``x`` (steps, 1, input) for one trace, a cell per layer and step:
@@ -568,7 +568,8 @@ class ProposalNetwork(nn.Module):
             return
         stats = torch.from_numpy(state.pop("stats")).float()[None]
         v = torch.as_tensor(np.asarray(value, dtype=np.float32).reshape(1, -1))
-        state["prev"] = self.sample_embeddings[key](self.heads[key].features(v, stats))
+        # ``forward``: no module hooks, whose call costs more than this small layer.
+        state["prev"] = self.sample_embeddings[key].forward(self.heads[key].features(v, stats))
 
     def skip(self, state: dict) -> None:
         """An address the network does not know: no input from it to the next step."""
