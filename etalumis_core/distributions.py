@@ -861,12 +861,15 @@ def _log_ndtr_diff(a: Any, b: Any) -> np.ndarray:
     flip = a > 0.0
     lo = np.where(flip, -b, a)
     hi = np.where(flip, -a, b)
+    straddles = hi > 0.0
     with np.errstate(all="ignore"):
         # Interval straddling zero: erf(hi) and erf(lo) have opposite signs, no cancellation.
         across = np.log(0.5 * (sp.erf(hi * _SQRT1_2) - sp.erf(lo * _SQRT1_2)))
+        if straddles.all():   # the common case, spared the tail's four calls
+            return np.asarray(across)
         lhi = sp.log_ndtr(hi)
         tail = lhi + np.log(-np.expm1(sp.log_ndtr(lo) - lhi))
-    return np.where(hi > 0.0, across, tail)
+    return np.where(straddles, across, tail)
 
 
 def _truncnorm_std_sample(a: Any, b: Any, u: Any) -> np.ndarray:

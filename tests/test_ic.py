@@ -102,16 +102,24 @@ def branching():
     et.observe(et.Normal(total, 1.0), name="y")
 
 
-def test_score_is_the_log_proposal_density_the_controller_records():
+def _untrained_controller(model, prior_traces: int, known, y: float):
+    """``(simulator, prior controller, prior traces, IC controller observing y)``: the IC
+    controller's untrained network has layers for the addresses of the prior traces that
+    ``known`` picks."""
     from etalumis_core.engines.ic import ICController
 
-    sim = et.PythonSimulator(branching, name="branching", observations={"y": ()})
+    sim = et.PythonSimulator(model, name=model.__name__, observations={"y": ()})
     torch.manual_seed(0)
     network = ProposalNetwork.for_simulator(sim, embedding_dim=8, lstm_dim=16)
     prior = et.Controller(np.random.default_rng(0), sample_missing_observations=True)
-    traces = [et.run_trace(sim, prior) for _ in range(20)]
-    network.prescan(t for t in traces if len(t.controlled_addresses) <= 4)   # one loop pass
-    controller = ICController(np.random.default_rng(1), {"y": 1.5}, network)
+    traces = [et.run_trace(sim, prior) for _ in range(prior_traces)]
+    network.prescan(t for t in traces if known(t))
+    return sim, prior, traces, ICController(np.random.default_rng(1), {"y": y}, network)
+
+
+def test_score_is_the_log_proposal_density_the_controller_records():
+    sim, prior, _, controller = _untrained_controller(
+        branching, 20, lambda t: len(t.controlled_addresses) <= 4, 1.5)   # one loop pass
     differs = False
     for _ in range(40):
         trace = et.run_trace(sim, controller)
@@ -125,3 +133,60 @@ def test_score_is_the_log_proposal_density_the_controller_records():
     # A trace the network did not draw is scored too: the density it would have drawn it with.
     trace = et.run_trace(sim, prior)
     assert math.isfinite(controller.score(trace))
+
+
+def _replayed_score(controller, trace) -> float:
+    """log q of a trace by replaying the controller's proposals one step at a time."""
+    network = controller.network
+    state = network.initial_state(controller._embedding)
+    total = 0.0
+    with torch.inference_mode():
+        for v in trace.variables:
+            if v.kind != "sample" or not v.control:
+                continue
+            proposal = network.propose(state, v.address, v.distribution,
+                                       tuple(v.distribution.batch_shape))
+            if proposal is None:
+                network.skip(state)
+                total += v.log_prob
+                continue
+            network.observe_value(state, v.value)
+            total += float(np.sum(proposal.log_prob(v.value)))
+    return total
+
+
+def every_site():
+    """A site of each head family, an array-valued one, a categorical whose prior rules out
+    a value (the proposal masks it), an address met once (unknown to the network below) in
+    the middle of the trace, and an uncontrolled sample."""
+    k = et.sample(et.Categorical([0.2, 0.0, 0.5, 0.3]), name="k")
+    x = et.sample(et.Normal(np.zeros(3), np.ones(3)), name="x")
+    if k == 2:
+        et.sample(et.Normal(0.0, 1.0), name="rare")
+    u = et.sample(et.Uniform(-1.0, 2.0), name="u")
+    g = et.sample(et.Gamma(2.0, 1.0), name="g")
+    n = et.sample(et.Poisson(3.0), name="n")
+    b = et.sample(et.Binomial(4, 0.5), name="b")
+    noise = et.sample(et.Normal(0.0, 0.1), control=False, name="noise")
+    et.observe(et.Normal(float(np.sum(x)) + u + g + n + b + noise, 1.0), name="y")
+
+
+def test_batched_score_equals_the_step_by_step_replay_and_the_recorded_log_q():
+    sim, _, traces, controller = _untrained_controller(
+        every_site, 40, lambda t: not any(v.name == "rare" for v in t.variables), 2.0)
+    with torch.no_grad():   # away from the near-prior initialisation
+        for p in controller.network.heads.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    scored = [et.run_trace(sim, controller) for _ in range(30)] + traces[:10]
+    assert controller.fallbacks > 0
+    recorded_checked = 0
+    for trace in scored:
+        batched = controller.score(trace)
+        assert batched == pytest.approx(_replayed_score(controller, trace), rel=1e-6, abs=1e-9)
+        controlled = [v for v in trace.variables if v.kind == "sample" and v.control]
+        if all(v.log_proposal is not None or v.name == "rare" for v in controlled):
+            recorded = sum(v.log_prob if v.log_proposal is None else v.log_proposal
+                           for v in controlled)
+            assert batched == pytest.approx(recorded, rel=1e-6, abs=1e-9)
+            recorded_checked += 1
+    assert recorded_checked == 30

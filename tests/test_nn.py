@@ -213,3 +213,23 @@ def test_larc_limits_each_layers_step_relative_to_its_weights():
     opt.step()
     # Without LARC the step would be 100 per element; LARC caps it at 1% of |w|.
     assert float(torch.linalg.vector_norm(w.detach() - 1.0)) == pytest.approx(0.01 * math.sqrt(10), rel=1e-4)
+
+
+def test_interval_proposal_draws_and_scores_as_a_mixture_of_truncated_normals():
+    from etalumis_core.nn.heads import TruncatedNormalMixture
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        low, high = sorted(rng.uniform(-5.0, 5.0, 2))
+        probs = rng.dirichlet(np.ones(5))
+        mean = low + (high - low) * rng.uniform(-0.5, 1.5, 5)
+        scale = np.exp(rng.uniform(-9.0, 2.0, 5)) * (high - low)
+        mixture = et.Mixture([et.TruncatedNormal(float(m), float(s), low, high)
+                              for m, s in zip(mean, scale)], probs)
+        fast = TruncatedNormalMixture(probs, mean, scale, low, high)
+        draws = np.random.default_rng(trial), np.random.default_rng(trial)
+        for _ in range(3):
+            x = mixture.sample(draws[0])
+            assert fast.sample(draws[1]) == x                   # the same draw, to the bit
+            for v in (x, np.float64(x), low - 0.1, high + 0.1, float(rng.uniform(low, high))):
+                assert fast.log_prob(v) == mixture.log_prob(v)

@@ -89,20 +89,13 @@ class ICController(Controller):
     def score(self, trace: Trace) -> float:
         """log q(x | y) of a complete trace: the log density with which :meth:`propose` draws
         its controlled values, in order (the prior's at an address the network does not know).
-        Uncontrolled samples and observations are not proposed, so they do not enter."""
-        state = self.network.initial_state(self._embedding)
-        total = 0.0
+        Uncontrolled samples and observations are not proposed, so they do not enter. One
+        pass of the network over the whole trace (:meth:`ProposalNetwork.log_prob_of`)."""
+        controlled = [v for v in trace.variables if v.kind is SAMPLE and v.control]
         with self._torch.inference_mode():
-            for v in trace.variables:
-                if v.kind is not SAMPLE or not v.control:
-                    continue
-                proposal = self._proposal(state, v.address, v.distribution)
-                if proposal is None:
-                    total += v.log_prob
-                    continue
-                self.network.observe_value(state, v.value)
-                total += float(np.sum(proposal.log_prob(v.value)))
-        return total
+            log_q, proposed = self.network.log_prob_of(
+                [(v.address, v.distribution, v.value) for v in controlled], self._embedding)
+        return log_q + sum(v.log_prob for v, p in zip(controlled, proposed) if not p)
 
     def _proposal(self, state: dict, address: str, distribution: Any) -> Any:
         """The network's proposal at ``address``, advancing ``state``; None (and no input to

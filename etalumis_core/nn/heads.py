@@ -23,12 +23,15 @@ Heads of array-valued sites treat the elements as independent.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .. import distributions as D
 from ..data.records import STAT_HIGH, STAT_LOW, STAT_MEAN, STAT_STD
@@ -86,7 +89,16 @@ class ProposalHead(nn.Module):
             self.net[-1].bias.zero_()
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.net(h).view(h.shape[0], self.size, self.num_params)
+        # What ``self.net(h)`` computes, without the three module calls (this runs per step).
+        first, _, last = self.net
+        x = F.linear(F.relu(F.linear(h, first.weight, first.bias)), last.weight, last.bias)
+        return x.view(h.shape[0], self.size, self.num_params)
+
+    @property
+    def kind(self) -> tuple:
+        """Heads of one kind compute :meth:`log_prob` and :meth:`features` alike (they
+        differ only in weights), so one call serves the outputs of them all."""
+        return type(self), self.size, self.num_params
 
     def log_prob(self, raw: torch.Tensor, value: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         """Log proposal density of ``value`` (b, size), summed over elements: (b,)."""
@@ -101,7 +113,8 @@ class ProposalHead(nn.Module):
                      prior: Any = None) -> Any:
         """The proposal of one trace's site: ``raw`` (1, size, P), ``stats`` (size, 4); with
         ``prior``, values the prior rules out get no proposal mass."""
-        elements = self.element_distributions(raw[0].detach().double().numpy(), stats, prior)
+        elements = self.element_distributions(raw[0].detach().numpy().astype(np.float64), stats,
+                                              prior)
         if shape == () and len(elements) == 1:
             return elements[0]
         return ProposalDistribution(elements, shape)
@@ -194,14 +207,59 @@ class TruncatedNormalMixtureHead(_MixtureHead):
             low, high = float(stats[e, STAT_LOW]), float(stats[e, STAT_HIGH])
             width = high - low
             mean = low + width / (1.0 + np.exp(-loc))
-            scale = np.exp(np.clip(log_scale, -9.0, 2.0)) * width
-            out.append(D.Mixture([D.TruncatedNormal(float(m), float(s), low, high)
-                                  for m, s in zip(mean, scale)], _softmax(logits)))
+            scale = np.exp(np.minimum(np.maximum(log_scale, -9.0), 2.0)) * width   # clip, faster
+            out.append(TruncatedNormalMixture(_softmax(logits), mean, scale, low, high))
         return out
 
     def features(self, value: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         width = stats[..., STAT_HIGH] - stats[..., STAT_LOW]
         return 2.0 * (value - stats[..., STAT_LOW]) / width - 1.0
+
+
+class TruncatedNormalMixture:
+    """``Mixture`` of ``TruncatedNormal(mean[i], scale[i], low, high)`` with weights ``probs``:
+    the same draws from the same generator and the same log densities, to the bit, without
+    building an object per component and with every component's normaliser computed in one
+    call (a proposal is built at every step, and these were most of its cost)."""
+
+    def __init__(self, probs: np.ndarray, mean: np.ndarray, scale: np.ndarray, low: float,
+                 high: float) -> None:
+        weights = [float(q) for q in probs]
+        total = sum(weights)
+        self.probs = [q / total for q in weights]
+        self._cdf = list(itertools.accumulate(self.probs))
+        self._log_probs = [math.log(q) if q > 0.0 else -math.inf for q in self.probs]
+        self.mean, self.scale = mean.tolist(), scale.tolist()
+        self.low, self.high = low, high
+        self._log_scale = [math.log(s) for s in self.scale]
+        self._log_z = D._log_ndtr_diff((low - mean) / scale, (high - mean) / scale).tolist()
+
+    def sample(self, rng: np.random.Generator) -> float:
+        cdf = self._cdf
+        i = bisect.bisect_right(cdf, rng.random() * cdf[-1])
+        if i >= len(cdf):
+            i = len(cdf) - 1
+            while self.probs[i] <= 0.0:
+                i -= 1
+        m, s = self.mean[i], self.scale[i]
+        x = D._truncnorm_std_sample_scalar((self.low - m) / s, (self.high - m) / s, rng.random())
+        return min(max(m + s * x, self.low), self.high)
+
+    def log_prob(self, value: Any) -> float:
+        x = value if type(value) is float else float(value)
+        if not self.low <= x <= self.high:
+            return -math.inf
+        terms = []
+        for log_w, m, s, log_s, log_z in zip(self._log_probs, self.mean, self.scale,
+                                             self._log_scale, self._log_z):
+            z = (x - m) / s
+            r = -0.5 * z * z - log_s - D._LOG_SQRT_2PI - log_z
+            terms.append(log_w + (r if r == r else -math.inf))
+        return D._logsumexp_list(terms)
+
+    def __repr__(self) -> str:
+        return (f"TruncatedNormalMixture({len(self.probs)} components on "
+                f"[{self.low}, {self.high}])")
 
 
 def _log_space(stats: Any, lib: Any) -> tuple[Any, Any]:
@@ -326,13 +384,26 @@ class CategoricalHead(ProposalHead):
             low = stats[e, STAT_LOW]
             logits = masked[e][:n]
             if prior is not None and self.size == 1:
-                # Categories the prior gives no mass would get a trace of weight zero.
-                possible = np.isfinite(np.asarray(prior.log_prob(np.arange(n) + low)))
-                if possible.any():
+                possible = self.prior_mask(stats[e], prior)
+                if possible is not None:
                     logits = np.where(possible, logits, -np.inf)
             probs = _softmax(logits)
             out.append(D.Categorical(probs) if low == 0 else _Shifted(D.Categorical(probs), low))
         return out
+
+    @staticmethod
+    def prior_mask(stats: np.ndarray, prior: Any) -> np.ndarray | None:
+        """Which of the values ``low .. high`` of a scalar site (``stats`` (4,)) the prior
+        allows; None when it allows all, or none (then nothing is masked). Categories the
+        prior gives no mass would get a trace of weight zero, so the proposal leaves them out."""
+        n = int(stats[STAT_HIGH] - stats[STAT_LOW]) + 1
+        values = np.arange(n) + stats[STAT_LOW]
+        if prior.batch_shape == () and n <= 64:
+            # One at a time: a scalar prior scores a number several times faster than an array.
+            possible = np.array([math.isfinite(prior.log_prob(float(v))) for v in values])
+        else:
+            possible = np.isfinite(np.asarray(prior.log_prob(values)))
+        return possible if possible.any() and not possible.all() else None
 
     def features(self, value: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         index = torch.clamp(value - stats[..., STAT_LOW], 0, self.num_categories - 1).long()

@@ -86,6 +86,26 @@ def resolve_embedding(embedding: str | EmbeddingFactory,
     return embedding, factory
 
 
+class Scoring:
+    """What scoring one trace adds to the training loss's pass (:meth:`ProposalNetwork.
+    log_prob_of`): the steps whose previous value is not read (they follow an address the
+    network skipped) and, by step, the categories a finite proposal may take (those the
+    prior allows, see :meth:`CategoricalHead.prior_mask`)."""
+
+    def __init__(self, cut: list[int], masks: dict[int, np.ndarray]) -> None:
+        self.cut = cut
+        self.masks = masks
+
+    def masked(self, raw: torch.Tensor, steps: list[int]) -> torch.Tensor:
+        """``raw`` (one row per step of ``steps``, 1, K) with the ruled-out categories at -inf."""
+        allowed = torch.ones(raw.shape[0], raw.shape[-1], dtype=torch.bool, device=raw.device)
+        for row, t in enumerate(steps):
+            mask = self.masks.get(t)
+            if mask is not None:
+                allowed[row, :len(mask)] = torch.from_numpy(mask)
+        return raw.masked_fill(~allowed[:, None, :], -math.inf)
+
+
 class ProposalNetwork(nn.Module):
     """Observation embedding + address/distribution/previous-sample embeddings + LSTM + heads.
 
@@ -328,18 +348,20 @@ class ProposalNetwork(nn.Module):
         return self.observation_embedding(tensors)
 
     # -- training ------------------------------------------------------------------------------
-    def sub_batch_log_prob(self, sb: SubBatch, embedding: torch.Tensor) -> torch.Tensor:
+    def sub_batch_log_prob(self, sb: SubBatch, embedding: torch.Tensor,
+                           scoring: Scoring | None = None) -> torch.Tensor:
         """Log proposal density of each trace of a sub-batch, summed over its steps: (b,).
         One LSTM pass over the sub-batch's control-flow path; each address's layers run once
         over all of its steps. Paths longer than ``checkpoint_steps`` run in checkpointed
-        segments (see the module docstring)."""
+        segments (see the module docstring). ``scoring`` (from :meth:`log_prob_of`) makes
+        the densities those :meth:`propose` gives: float64, with its cut inputs and masks."""
         b, steps = sb.size, len(sb.trace_type)
         if steps == 0:
             return torch.zeros(b, device=self.device)
         keys = [f"a{self.layer_id(a)}" for a in sb.trace_type]
         segment = self.config["checkpoint_steps"]
         if steps <= segment or not torch.is_grad_enabled():
-            return self._segment_log_prob(sb, keys, 0, steps, embedding)[0]
+            return self._segment_log_prob(sb, keys, 0, steps, embedding, scoring=scoring)[0]
         if not embedding.requires_grad:
             # Reentrant checkpointing passes gradients on only when an input requires them.
             embedding = embedding.detach().requires_grad_()
@@ -358,31 +380,51 @@ class ProposalNetwork(nn.Module):
 
     def _segment_log_prob(self, sb: SubBatch, keys: list[str], start: int, stop: int,
                           embedding: torch.Tensor, h: torch.Tensor | None = None,
-                          c: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+                          c: torch.Tensor | None = None,
+                          scoring: Scoring | None = None) -> tuple[torch.Tensor, ...]:
         """Steps ``start..stop-1`` of a sub-batch from LSTM state ``h, c`` (None: the start):
         ``(log density summed over those steps (b,), h, c)``."""
         b, n = sb.size, stop - start
         device = self.device
         cfg = self.config
+        dtype = torch.float32 if scoring is None else torch.float64
 
-        def by_key(first: int, last: int) -> dict[str, list[int]]:
-            steps_of: dict[str, list[int]] = {}
+        def by_kind(first: int, last: int) -> list[tuple[list[int], dict[str, int]]]:
+            """Steps ``first..last-1`` grouped by the kind of their head (heads of one kind
+            share ``log_prob`` and ``features``, so each kind is scored in one call) and
+            within a kind by address: ``(steps, address -> its number of steps)`` per kind."""
+            of_kind: dict[tuple, dict[str, list[int]]] = {}
             for t in range(first, last):
-                steps_of.setdefault(keys[t], []).append(t)
-            return steps_of
+                of_kind.setdefault(kind_of[keys[t]], {}).setdefault(keys[t], []).append(t)
+            return [([t for ts in of_key.values() for t in ts],
+                     {k: len(ts) * b for k, ts in of_key.items()}) for of_key in of_kind.values()]
 
-        def stacked(arrays: list[np.ndarray], ts: list[int]) -> torch.Tensor:
+        kind_of = {k: self.heads[k].kind for k in set(keys[max(start - 1, 0):stop])}
+
+        def stacked(arrays: list[np.ndarray], ts: list[int],
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
             x = np.stack([arrays[t] for t in ts])   # (m, b, size[, 4]) -> (m b, size[, 4])
-            return torch.from_numpy(x.reshape(len(ts) * b, *x.shape[2:])).float().to(device)
+            return torch.from_numpy(x.reshape(len(ts) * b, *x.shape[2:])).to(device, dtype)
+
+        def per_address(layers: nn.ModuleDict, rows_of: dict[str, int],
+                        x: torch.Tensor) -> torch.Tensor:
+            """Each address's layer over its consecutive rows of ``x`` (``forward``: no module
+            hooks, whose call costs more than a small layer at one trace)."""
+            return torch.cat([layers[k].forward(part) for k, part in
+                              zip(rows_of, x.split(list(rows_of.values())))])
 
         # Step t reads the embedding of the value sampled at step t-1 (zeros at step 0).
         prev = torch.zeros(n, b, cfg["sample_embedding_dim"], device=device)
-        for key, ts in by_key(max(start - 1, 0), stop - 1).items():
-            head = self.heads[key]
-            e = self.sample_embeddings[key](head.features(stacked(sb.values, ts),
-                                                          stacked(sb.stats, ts)))
+        for ts, rows_of in by_kind(max(start - 1, 0), stop - 1):
+            head = self.heads[next(iter(rows_of))]
+            e = per_address(self.sample_embeddings, rows_of,
+                            head.features(stacked(sb.values, ts), stacked(sb.stats, ts)))
             rows = torch.tensor([t + 1 - start for t in ts], device=device)
             prev = prev.index_copy(0, rows, e.view(len(ts), b, -1))
+        if scoring is not None and scoring.cut:
+            # A step after an address the network skipped reads no previous value.
+            cut = [t - start for t in scoring.cut if start <= t < stop]
+            prev = prev.index_fill(0, torch.tensor(cut, dtype=torch.long, device=device), 0.0)
         unique = list(dict.fromkeys(keys[start:stop]))
         table = torch.stack([self.address_embeddings[k] for k in unique])
         row_of = {k: i for i, k in enumerate(unique)}
@@ -393,13 +435,19 @@ class ProposalNetwork(nn.Module):
         x = torch.cat([embedding.unsqueeze(0).expand(n, b, -1), prev,
                        address.unsqueeze(1).expand(n, b, -1),
                        dist.unsqueeze(1).expand(n, b, -1)], dim=-1)
-        out, (h, c) = self.lstm(x, None if h is None else (h, c))
+        if scoring is None:
+            out, (h, c) = self.lstm(x, None if h is None else (h, c))
+        else:   # one trace, computed as :meth:`propose` computes it
+            out, (h, c) = self._lstm_steps(
+                x, self.initial_state(embedding)["hc"] if h is None else (h, c))
         total = torch.zeros(b, device=device)
-        for key, ts in by_key(start, stop).items():
-            head = self.heads[key]
+        for ts, rows_of in by_kind(start, stop):
+            head = self.heads[next(iter(rows_of))]
             rows = torch.tensor([t - start for t in ts], device=device)
-            lp = head.log_prob(head(out[rows].reshape(len(ts) * b, -1)), stacked(sb.values, ts),
-                               stacked(sb.stats, ts))
+            raw = per_address(self.heads, rows_of, out[rows].reshape(len(ts) * b, -1)).to(dtype)
+            if scoring is not None and scoring.masks:
+                raw = scoring.masked(raw, ts)
+            lp = head.log_prob(raw, stacked(sb.values, ts, dtype), stacked(sb.stats, ts, dtype))
             total = total + lp.view(len(ts), b).sum(0)
         return total, h, c
 
@@ -424,44 +472,93 @@ class ProposalNetwork(nn.Module):
         return {"embedding": embedding, "hc": (h, h.clone()),
                 "prev": torch.zeros(1, self.config["sample_embedding_dim"])}
 
-    def propose(self, state: dict, address: str, distribution: Any, shape: tuple) -> Any:
-        """The proposal at ``address`` for one trace, advancing ``state``; None when the
-        network has no (fitting) layers for the address (the caller falls back to the prior)."""
+    def proposing_layer(self, address: str, distribution: Any, shape: tuple) -> int | None:
+        """Index in :attr:`sites` of the layers that propose at ``address``; None when the
+        network has none that fit (the caller falls back to the prior)."""
         i = self.layer_id(address)
         if i is None:
             return None
         _, _, family, size, k = self.sites[i]
-        n = max(int(np.prod(shape)), 1) if shape else 1
+        n = max(math.prod(shape), 1) if shape else 1
         if n != size or family != family_of(distribution) or (
                 family == "finite" and support_size(distribution) > k):
             return None
+        return i
+
+    def log_prob_of(self, samples: Iterable[tuple[str, Any, Any]],
+                    embedding: torch.Tensor) -> tuple[float, list[bool]]:
+        """log q of one trace's controlled samples ``(address, distribution, value)``, in
+        order, as :meth:`propose` draws them, in one pass: the LSTM over the whole sequence
+        and each address's head once over its steps (:meth:`sub_batch_log_prob`, with float64
+        densities). Returns the sum over the samples the network proposes and, per sample,
+        whether it proposes it (the others are drawn from their prior and do not enter the
+        LSTM; the step after one reads no previous value, as after :meth:`skip`)."""
+        addresses, names, families, shapes, values, stats, supports = [], [], [], [], [], [], []
+        cut: list[int] = []
+        masks: dict[int, np.ndarray] = {}
+        known: list[bool] = []
+        skipped = False
+        for address, distribution, value in samples:
+            shape = tuple(distribution.batch_shape)
+            i = self.proposing_layer(address, distribution, shape)
+            known.append(i is not None)
+            if i is None:
+                skipped = True
+                continue
+            t = len(addresses)
+            if skipped and t:
+                cut.append(t)
+            skipped = False
+            _, _, family, size, k = self.sites[i]
+            st = prior_stats(distribution, size)
+            if family == "finite" and size == 1:
+                mask = self.heads[f"a{i}"].prior_mask(st[0], distribution)
+                if mask is not None:
+                    masks[t] = mask
+            addresses.append(address)
+            names.append(distribution.name)
+            families.append(family)
+            shapes.append(shape)
+            values.append(np.asarray(value, dtype=np.float64).reshape(1, size))
+            stats.append(st[None])
+            supports.append(k)
+        sb = SubBatch(tuple(addresses), tuple(names), tuple(families), tuple(shapes), {}, values,
+                      stats, tuple(supports), np.zeros(1, dtype=np.int64))
+        log_q = self.sub_batch_log_prob(sb, embedding, Scoring(cut, masks))
+        return float(log_q[0]), known
+
+    def propose(self, state: dict, address: str, distribution: Any, shape: tuple) -> Any:
+        """The proposal at ``address`` for one trace, advancing ``state``; None when the
+        network has no (fitting) layers for the address (the caller falls back to the prior)."""
+        i = self.proposing_layer(address, distribution, shape)
+        if i is None:
+            return None
+        size = self.sites[i][3]
         key = f"a{i}"
         dist = self.distribution_embedding.weight[DIST_IDS.get(distribution.name, len(DIST_NAMES))]
         x = torch.cat([state["embedding"], state["prev"], self.address_embeddings[key][None],
                        dist[None]], dim=-1)
-        out, state["hc"] = self._lstm_step(x, state["hc"])
+        out, state["hc"] = self._lstm_steps(x[None], state["hc"])
+        out = out[0]
         head: ProposalHead = self.heads[key]
         stats = prior_stats(distribution, size)
         state["key"], state["stats"] = key, stats
-        return head.distribution(head(out), stats, tuple(shape), distribution)
+        return head.distribution(head.forward(out), stats, tuple(shape), distribution)
 
-    def _lstm_step(self, x: torch.Tensor, hc: tuple) -> tuple[torch.Tensor, tuple]:
-        """One step of the LSTM for one trace, computed from its weights: the fused kernel's
-        setup costs several times the arithmetic at batch size one."""
-        h_all, c_all = hc
-        hs, cs = [], []
-        lstm = self.lstm
-        for layer in range(lstm.num_layers):
-            gates = (torch.nn.functional.linear(x, getattr(lstm, f"weight_ih_l{layer}"),
-                                                getattr(lstm, f"bias_ih_l{layer}"))
-                     + torch.nn.functional.linear(h_all[layer], getattr(lstm, f"weight_hh_l{layer}"),
-                                                  getattr(lstm, f"bias_hh_l{layer}")))
-            i, f, g, o = gates.chunk(4, dim=-1)
-            c = torch.sigmoid(f) * c_all[layer] + torch.sigmoid(i) * torch.tanh(g)
-            x = torch.sigmoid(o) * torch.tanh(c)
-            hs.append(x)
-            cs.append(c)
-        return x, (torch.stack(hs), torch.stack(cs))
+    def _lstm_steps(self, x: torch.Tensor, hc: tuple) -> tuple[torch.Tensor, tuple]:
+        """The LSTM over ``x`` (steps, 1, input) for one trace, a cell per layer and step:
+        ``(output (steps, 1, lstm_dim), (h, c))``. At batch size one the fused kernel's setup
+        costs several times the arithmetic, and it builds a new plan for every length."""
+        weights = self.lstm.all_weights
+        hs, cs = list(hc[0].unbind(0)), list(hc[1].unbind(0))
+        outs = []
+        for x_t in x.unbind(0):
+            for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
+                x_t, cs[layer] = torch.lstm_cell(x_t, (hs[layer], cs[layer]), w_ih, w_hh, b_ih,
+                                                 b_hh)
+                hs[layer] = x_t
+            outs.append(x_t)
+        return torch.stack(outs), (torch.stack(hs), torch.stack(cs))
 
     def observe_value(self, state: dict, value: Any) -> None:
         """Feed the value just sampled (after :meth:`propose`) to the next step."""
@@ -471,7 +568,8 @@ class ProposalNetwork(nn.Module):
             return
         stats = torch.from_numpy(state.pop("stats")).float()[None]
         v = torch.as_tensor(np.asarray(value, dtype=np.float32).reshape(1, -1))
-        state["prev"] = self.sample_embeddings[key](self.heads[key].features(v, stats))
+        # ``forward``: no module hooks, whose call costs more than this small layer.
+        state["prev"] = self.sample_embeddings[key].forward(self.heads[key].features(v, stats))
 
     def skip(self, state: dict) -> None:
         """An address the network does not know: no input from it to the next step."""
