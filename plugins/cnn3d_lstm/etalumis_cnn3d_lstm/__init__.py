@@ -12,11 +12,11 @@ Importing this package does not import torch; the submodules do.
 
 __version__ = "0.1.0"
 
-__all__ = ["CNN3DEmbedding", "cnn3d", "ProjectionEmbedding", "projections",
+__all__ = ["CNN3DEmbedding", "cnn3d", "ProjectionEmbedding", "calorimeter_projections",
            "DistributedTrainer", "choose_backend", "init_distributed", "scaled_lr"]
 
 _LAZY = {"CNN3DEmbedding": "embedding", "cnn3d": "embedding",
-         "ProjectionEmbedding": "projections", "projections": "projections",
+         "ProjectionEmbedding": "projections", "calorimeter_projections": "projections",
          "DistributedTrainer": "distributed", "choose_backend": "distributed",
          "init_distributed": "distributed", "scaled_lr": "distributed"}
 

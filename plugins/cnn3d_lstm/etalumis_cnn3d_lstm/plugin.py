@@ -21,9 +21,9 @@ def make_embedding(**options: Any) -> Any:
 
 def make_projections(**options: Any) -> Any:
     """``factory(observation_shapes, embedding_dim, **options)`` -> the projection embedding."""
-    from .projections import projections
+    from .projections import calorimeter_projections
 
-    return projections(**options)
+    return calorimeter_projections(**options)
 
 
 def make_trainer(**options: Any) -> Any:
