@@ -19,11 +19,12 @@ after the other:
 Every ``--validation-every`` seconds of training each run's loss on the held-out traces is
 measured (the clock stops meanwhile). Prints training traces/s of each, the ratio
 projections/pyprob, and the time-to-validation-loss ratio: the training time each run needs to
-reach the best validation loss the pyprob run reached. Writes ``tau_training.json`` and
+reach the best validation loss the pyprob run reached (interpolated between validation points)
+and the loss of the prior as the proposal, for scale. Writes ``tau_training.json`` and
 ``tau_training.png`` (validation loss against training seconds) to ``--output``.
 
     python benchmarks/bench_tau_training.py [--train-traces 12000] [--validation-traces 256]
-        [--seconds 200] [--validation-every 25] [--batch-size 64] [--skip-pyprob]
+        [--seconds 150] [--validation-every 30] [--batch-size 64] [--skip-pyprob]
         [--output bench-tau-training]
 
 Numbers depend on the machine's load: the runs follow one another in the same invocation.
@@ -301,14 +302,28 @@ def train_pyprob(data: str, num_train: int, args) -> dict:
 
 
 def time_to_reach(curve: list, target: float) -> float | None:
-    """Training seconds of the first validation point at or below ``target``."""
+    """Training seconds at which the validation loss first reaches ``target``, interpolated
+    linearly between the validation points around the crossing."""
+    previous = None
     for seconds, _, loss in curve:
         if loss <= target:
-            return seconds
+            if previous is None or previous[1] <= loss:
+                return seconds
+            t0, v0 = previous
+            return t0 + (seconds - t0) * (v0 - target) / (v0 - loss)
+        previous = (seconds, loss)
     return None
 
 
-def plot(runs: dict, path: Path, title: str) -> None:
+def prior_loss(dataset, validation: int) -> float:
+    """The loss of the prior as the proposal (minus the log prior density of the controlled
+    samples, per validation trace): where a network that learnt nothing from the observation
+    would end."""
+    records = dataset.records(np.arange(len(dataset) - validation, len(dataset)))
+    return float(np.mean([-sum(s.log_prob for s in r.samples) for r in records]))
+
+
+def plot(runs: dict, path: Path, title: str, prior: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -318,6 +333,7 @@ def plot(runs: dict, path: Path, title: str) -> None:
     for name, run in runs.items():
         s, _, v = zip(*run["curve"])
         ax.plot(s, v, "o-", ms=3, label=f"{name} ({run['traces_per_s']:.1f} traces/s)")
+    ax.axhline(prior, color="grey", ls=":", label="the prior as proposal")
     ax.set_xlabel("training seconds (one core)")
     ax.set_ylabel("validation loss (−log q per trace)")
     ax.set_title(title, fontsize=9)
@@ -327,10 +343,11 @@ def plot(runs: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def report(runs: dict, args, prior_rate: float) -> dict:
+def report(runs: dict, args, prior_rate: float, prior: float) -> dict:
     print(f"\ntoy_tau_decay training, {args.train_traces} + {args.validation_traces} traces, "
           f"batch {args.batch_size}, {args.seconds:.0f} s each, one thread")
     print(f"prior traces/s (simulation + HDF5 writing): {prior_rate:.0f}")
+    print(f"validation loss of the prior as proposal: {prior:.3f}")
     print(f"{'run':28s} {'traces/s':>9s} {'traces':>8s} {'best val loss':>14s}")
     for name, run in runs.items():
         best = min(v for _, _, v in run["curve"])
@@ -359,9 +376,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-traces", type=int, default=12000)
     parser.add_argument("--validation-traces", type=int, default=256)
-    parser.add_argument("--seconds", type=float, default=200.0,
+    parser.add_argument("--seconds", type=float, default=150.0,
                         help="training seconds per run (validation not counted)")
-    parser.add_argument("--validation-every", type=float, default=25.0,
+    parser.add_argument("--validation-every", type=float, default=30.0,
                         help="training seconds between validation losses")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
@@ -377,6 +394,7 @@ def main() -> None:
         dataset, prior_rate = make_traces(tmp, args.train_traces, args.validation_traces,
                                           args.seed)
         print(f"dataset: {dataset} ({prior_rate:.0f} prior traces/s)", flush=True)
+        prior = prior_loss(dataset, args.validation_traces)
         for name in RUNS:
             if name == "cnn3d_lstm" and args.skip_cnn3d:
                 continue
@@ -392,12 +410,13 @@ def main() -> None:
             else:
                 print("pyprob not measured: run `make pyprob-venv` to create "
                       "benchmarks/.venv-pyprob")
-    summary = report(runs, args, prior_rate)
+    summary = report(runs, args, prior_rate, prior)
     title = (f"toy_tau_decay, {args.train_traces} training traces, batch {args.batch_size}, "
              f"one thread each")
-    plot(runs, out / "tau_training.png", title)
+    plot(runs, out / "tau_training.png", title, prior)
     (out / "tau_training.json").write_text(json.dumps(jsonable(
-        {"arguments": vars(args), "prior_traces_per_s": prior_rate, "network": NETWORK,
+        {"arguments": vars(args), "prior_traces_per_s": prior_rate,
+         "prior_validation_loss": prior, "network": NETWORK,
          "runs": runs, "summary": summary}), indent=1))
     print(f"wrote {out / 'tau_training.json'} and {out / 'tau_training.png'}")
 
