@@ -73,6 +73,18 @@ def choose_grid(observation_shapes: Mapping[str, Sequence[int]], observation: st
     return observation, grid  # type: ignore[return-value]
 
 
+def fully_connected(width: int, hidden_dims: Sequence[int], output_dim: int,
+                    act: type[nn.Module]) -> nn.Sequential:
+    """``[Linear, act]`` per hidden layer, then ``Linear, act`` to ``output_dim``: the layers
+    between an embedding's features and its output."""
+    layers: list[nn.Module] = []
+    for h in hidden_dims:
+        layers += [nn.Linear(width, int(h)), act()]
+        width = int(h)
+    layers += [nn.Linear(width, int(output_dim)), act()]
+    return nn.Sequential(*layers)
+
+
 class CNN3DEmbedding(nn.Module):
     """3-D convolutional embedding of one voxel-grid observation (plus any others, flattened).
 
@@ -156,13 +168,8 @@ class CNN3DEmbedding(nn.Module):
         self.cnn = nn.Sequential(*layers)
         self.feature_shape = (in_channels, *dims)
         self.cnn_output_dim = int(np.prod(self.feature_shape))
-        mlp: list[nn.Module] = []
-        width = self.cnn_output_dim + self.other_dim
-        for h in hidden_dims:
-            mlp += [nn.Linear(width, int(h)), act()]
-            width = int(h)
-        mlp += [nn.Linear(width, self.embedding_dim), act()]
-        self.mlp = nn.Sequential(*mlp)
+        self.mlp = fully_connected(self.cnn_output_dim + self.other_dim, hidden_dims,
+                                   self.embedding_dim, act)
 
     def forward(self, observations: Mapping[str, torch.Tensor]) -> torch.Tensor:
         grid = observations[self.observation]

@@ -29,7 +29,7 @@ from torch import nn
 
 from etalumis_core import ConfigError
 
-from .embedding import ACTIVATIONS, choose_grid
+from .embedding import ACTIVATIONS, choose_grid, fully_connected
 
 DEFAULT_CHANNELS = (16, 32)
 # (axis summed over, name) of each projection of a (D, H, W) grid.
@@ -110,12 +110,7 @@ class ProjectionEmbedding(nn.Module):
             self.projections[name] = ProjectionCNN(shape, [int(c) for c in channels],
                                                    int(kernel_size), int(pool), act)
         width = sum(p.output_dim for p in self.projections.values()) + self.other_dim
-        mlp: list[nn.Module] = []
-        for h in hidden_dims:
-            mlp += [nn.Linear(width, int(h)), act()]
-            width = int(h)
-        mlp += [nn.Linear(width, self.embedding_dim), act()]
-        self.mlp = nn.Sequential(*mlp)
+        self.mlp = fully_connected(width, hidden_dims, self.embedding_dim, act)
 
     def forward(self, observations: Mapping[str, torch.Tensor]) -> torch.Tensor:
         grid = observations[self.observation]
