@@ -25,7 +25,7 @@ and the loss of the prior as the proposal, for scale. Writes ``tau_training.json
 
     python benchmarks/bench_tau_training.py [--train-traces 12000] [--validation-traces 256]
         [--seconds 150] [--validation-every 30] [--batch-size 64] [--skip-pyprob]
-        [--output bench-tau-training]
+        [--output outputs/bench_tau_training]
 
 Numbers depend on the machine's load: the runs follow one another in the same invocation.
 """
@@ -384,7 +384,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-pyprob", action="store_true")
     parser.add_argument("--skip-cnn3d", action="store_true")
-    parser.add_argument("--output", default="bench-tau-training")
+    parser.add_argument("--output", default="outputs/bench_tau_training",
+                        help="where the JSON and the PNG go (outputs/ is git-ignored)")
     args = parser.parse_args()
     single_thread()
     out = Path(args.output)
