@@ -124,7 +124,7 @@ class ProjectionEmbedding(nn.Module):
         return f"grid={self.observation!r} {list(self.grid_shape)}, other inputs {self.others}"
 
 
-def calorimeter_projections(observation_shapes: Mapping[str, Sequence[int]], embedding_dim: int = 64,
-                **options: Any) -> nn.Module:
+def calorimeter_projections(observation_shapes: Mapping[str, Sequence[int]],
+                            embedding_dim: int = 64, **options: Any) -> nn.Module:
     """Factory registered as the ``calorimeter_projections`` proposal architecture."""
     return ProjectionEmbedding(observation_shapes, embedding_dim, **options)
