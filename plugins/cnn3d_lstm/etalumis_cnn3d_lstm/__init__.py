@@ -2,6 +2,8 @@
 
 ``proposal=cnn3d_lstm``: a 3-D convolutional embedding of a voxel-grid observation (a
 calorimeter) feeding the core's LSTM proposal network (:mod:`etalumis_cnn3d_lstm.embedding`).
+``proposal=calorimeter_projections``: the grid's three axis projections through small 2-D
+convolutions, the fast embedding for CPU training (:mod:`etalumis_cnn3d_lstm.projections`).
 ``trainer=distributed``: data-parallel training over ``torch.distributed`` (gloo on CPU, NCCL
 on GPU), launched with ``torchrun`` or ``srun`` (:mod:`etalumis_cnn3d_lstm.distributed`).
 
@@ -10,10 +12,11 @@ Importing this package does not import torch; the submodules do.
 
 __version__ = "0.1.0"
 
-__all__ = ["CNN3DEmbedding", "cnn3d", "DistributedTrainer", "choose_backend",
-           "init_distributed", "scaled_lr"]
+__all__ = ["CNN3DEmbedding", "cnn3d", "ProjectionEmbedding", "calorimeter_projections",
+           "DistributedTrainer", "choose_backend", "init_distributed", "scaled_lr"]
 
 _LAZY = {"CNN3DEmbedding": "embedding", "cnn3d": "embedding",
+         "ProjectionEmbedding": "projections", "calorimeter_projections": "projections",
          "DistributedTrainer": "distributed", "choose_backend": "distributed",
          "init_distributed": "distributed", "scaled_lr": "distributed"}
 

@@ -28,7 +28,7 @@ from torch import nn
 from etalumis_core import ConfigError
 
 DEFAULT_CHANNELS = ((64, 64), (128, 128, 128))
-_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
 
 
 def _triple(value: int | Sequence[int], label: str) -> tuple[int, int, int]:
@@ -41,11 +41,12 @@ def _triple(value: int | Sequence[int], label: str) -> tuple[int, int, int]:
 
 
 def choose_grid(observation_shapes: Mapping[str, Sequence[int]], observation: str | None,
-                grid_shape: Sequence[int] | None) -> tuple[str, tuple[int, int, int]]:
+                grid_shape: Sequence[int] | None,
+                architecture: str = "cnn3d_lstm") -> tuple[str, tuple[int, int, int]]:
     """The observation read as a voxel grid and its (D, H, W) shape.
 
     Without ``observation``: the only three-dimensional observation (or, with ``grid_shape``,
-    the only observation of that many elements).
+    the only observation of that many elements). ``architecture`` names the proposal in errors.
     """
     shapes = {k: tuple(int(d) for d in v) for k, v in observation_shapes.items()}
     if observation is None:
@@ -56,20 +57,32 @@ def choose_grid(observation_shapes: Mapping[str, Sequence[int]], observation: st
             candidates = [k for k, s in shapes.items() if len(s) == 3]
         if len(candidates) != 1:
             raise ConfigError(
-                f"cnn3d_lstm cannot tell which observation is the voxel grid among "
+                f"{architecture} cannot tell which observation is the voxel grid among "
                 f"{ {k: list(v) for k, v in shapes.items()} }: set the proposal option "
                 f"observation=NAME (and grid_shape=[D, H, W] if it is not three-dimensional)")
         observation = candidates[0]
     if observation not in shapes:
-        raise ConfigError(f"cnn3d_lstm: observation {observation!r} is not among the network's "
-                          f"inputs {sorted(shapes)}")
+        raise ConfigError(f"{architecture}: observation {observation!r} is not among the "
+                          f"network's inputs {sorted(shapes)}")
     shape = shapes[observation]
     grid = tuple(int(d) for d in (grid_shape if grid_shape is not None else shape))
     if len(grid) != 3 or int(np.prod(grid)) != int(np.prod(shape)):
-        raise ConfigError(f"cnn3d_lstm: observation {observation!r} of shape {list(shape)} "
+        raise ConfigError(f"{architecture}: observation {observation!r} of shape {list(shape)} "
                           f"cannot be read as a grid of shape {list(grid)}; give "
                           f"grid_shape=[D, H, W] with D*H*W = {int(np.prod(shape))}")
     return observation, grid  # type: ignore[return-value]
+
+
+def fully_connected(width: int, hidden_dims: Sequence[int], output_dim: int,
+                    act: type[nn.Module]) -> nn.Sequential:
+    """``[Linear, act]`` per hidden layer, then ``Linear, act`` to ``output_dim``: the layers
+    between an embedding's features and its output."""
+    layers: list[nn.Module] = []
+    for h in hidden_dims:
+        layers += [nn.Linear(width, int(h)), act()]
+        width = int(h)
+    layers += [nn.Linear(width, int(output_dim)), act()]
+    return nn.Sequential(*layers)
 
 
 class CNN3DEmbedding(nn.Module):
@@ -110,10 +123,10 @@ class CNN3DEmbedding(nn.Module):
                  downsample: int | Sequence[int] | None = None, hidden_dims: Sequence[int] = (),
                  activation: str = "relu", input_transform: str = "none") -> None:
         super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise ConfigError(f"activation must be one of {sorted(_ACTIVATIONS)}, got "
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got "
                               f"{activation!r}")
-        act = _ACTIVATIONS[activation]
+        act = ACTIVATIONS[activation]
         if input_transform not in ("none", "log1p"):
             raise ConfigError(f"input_transform must be none or log1p, got {input_transform!r}")
         self.input_transform = input_transform
@@ -155,13 +168,8 @@ class CNN3DEmbedding(nn.Module):
         self.cnn = nn.Sequential(*layers)
         self.feature_shape = (in_channels, *dims)
         self.cnn_output_dim = int(np.prod(self.feature_shape))
-        mlp: list[nn.Module] = []
-        width = self.cnn_output_dim + self.other_dim
-        for h in hidden_dims:
-            mlp += [nn.Linear(width, int(h)), act()]
-            width = int(h)
-        mlp += [nn.Linear(width, self.embedding_dim), act()]
-        self.mlp = nn.Sequential(*mlp)
+        self.mlp = fully_connected(self.cnn_output_dim + self.other_dim, hidden_dims,
+                                   self.embedding_dim, act)
 
     def forward(self, observations: Mapping[str, torch.Tensor]) -> torch.Tensor:
         grid = observations[self.observation]

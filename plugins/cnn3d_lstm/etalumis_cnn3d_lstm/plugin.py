@@ -1,5 +1,5 @@
-"""etalumis hook implementations: the ``cnn3d_lstm`` proposal, the ``distributed`` trainer and
-their Hydra configs.
+"""etalumis hook implementations: the ``cnn3d_lstm`` and ``calorimeter_projections``
+proposals, the ``distributed`` trainer and their Hydra configs.
 
 Every etalumis command loads every plugin, so nothing here imports torch: the factories do,
 when a network or a trainer is actually built.
@@ -19,6 +19,13 @@ def make_embedding(**options: Any) -> Any:
     return cnn3d(**options)
 
 
+def make_projections(**options: Any) -> Any:
+    """``factory(observation_shapes, embedding_dim, **options)`` -> the projection embedding."""
+    from .projections import calorimeter_projections
+
+    return calorimeter_projections(**options)
+
+
 def make_trainer(**options: Any) -> Any:
     """The data-parallel trainer (``torch.distributed``; gloo on CPU, NCCL on GPU)."""
     from .distributed import DistributedTrainer
@@ -31,6 +38,10 @@ def etalumis_register_proposals(register: Any) -> None:
     register("cnn3d_lstm", make_embedding,
              description="3-D convolutional embedding of a voxel grid (e.g. a 35x35x20 "
                          "calorimeter) feeding the LSTM proposal network")
+    register("calorimeter_projections", make_projections,
+             description="a voxel grid's three axis projections through small 2-D CNNs "
+                         "feeding the LSTM proposal network (trains ~10x faster than "
+                         "cnn3d_lstm on a CPU)")
 
 
 @hookimpl
