@@ -4,8 +4,11 @@ ready; a pickled simulator (an executor worker's) builds its own Pythia."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,6 +20,8 @@ from etalumis_pythia8_adapter import Pythia8TauInProcess, Pythia8TauSimulator, m
 
 #: A prior trace (seed of ``simulate``) of 19,484 random numbers (see test_pythia8).
 LONG_LOOP_SEED = 21
+#: SMC particles for the planted event of the command-line test (the true mode comes first).
+PLANTED_PARTICLES = 30
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +187,20 @@ def test_pythia_reads_the_xmldoc_it_is_given_whatever_the_environment_says(front
             Pythia8TauSimulator(front_end, timeout=30.0) as ppx:
         assert_same_trace(simulate(ppx, seed=3), simulate(local, seed=3))
     assert os.environ["PYTHIA8DATA"] == "/nonexistent/xmldoc"
+
+
+def test_the_command_line_infers_a_planted_pi_pi0_event_and_writes_the_tau_report(front_end,
+                                                                                   tmp_path):
+    # `etalumis simulator=pythia8_tau` end to end on Pythia's own tau- -> pi- pi0 nu_tau
+    # (truth seed 15), the default engine (SMC) with few particles, in process.
+    command = [sys.executable, "-m", "etalumis_core.app.cli", "simulator=pythia8_tau",
+               "truth_seed=15", f"num_traces={PLANTED_PARTICLES}", "executor=serial",
+               "progress=false", "hydra.run.dir=run"]
+    out = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((tmp_path / "run" / "tau_report.json").read_text())
+    channel = report["channel"]
+    assert channel["true_name"] == "nu_tau pi0 pi-" and channel["true_rank"] == 1
+    assert channel["map_index"] == channel["true_index"]
+    for plot in ("tau_channels.png", "tau_momentum.png"):
+        assert (tmp_path / "run" / plot).stat().st_size > 0
