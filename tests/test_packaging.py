@@ -99,7 +99,7 @@ def test_core_alone_then_each_plugin_alone(tmp_path):
         assert set(plugins) == {"etalumis_core", entry_point}, folder
         assert "error" not in plugins[entry_point], plugins[entry_point]
         if folder == "cnn3d_lstm":
-            assert plugins[entry_point]["proposals"] == ["cnn3d_lstm"]
+            assert plugins[entry_point]["proposals"] == ["cnn3d_lstm", "calorimeter_projections"]
             assert plugins[entry_point]["trainers"] == ["distributed"]
             assert sh(python, "-c", TINY_EMBEDDING, cwd=tmp_path).stdout.split() == ["(3,", "5)"]
         else:
