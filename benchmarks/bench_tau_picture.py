@@ -88,7 +88,7 @@ def picture(reference: et.Posterior, fast: et.Posterior, truth: dict, label: str
     x = np.arange(len(shown))
     ax = axes[0]
     ax.bar(x, p_ref[shown], color="tab:blue", alpha=0.5, label="reference")
-    ax.step(x, p_fast[shown], where="mid", color="k", label=label)
+    ax.bar(x, p_fast[shown], fill=False, edgecolor="k", linewidth=1.5, label=label)
     ax.set_xticks(x, [CHANNEL_ASCII_NAMES[c] for c in shown], rotation=45, ha="right",
                   fontsize=7)
     ax.axvline(int(np.flatnonzero(shown == truth["channel"])[0]), color="tab:red", ls="--",
