@@ -76,8 +76,10 @@ class ICController(Controller):
         if self._state is None:
             self._state = self.network.initial_state(self._embedding)
         with self._torch.inference_mode():
-            proposal = self._proposal(self._state, address, distribution)
-            if proposal is None:
+            proposal = self.network.propose(self._state, address, distribution,
+                                            tuple(distribution.batch_shape))
+            if proposal is None:   # an address the network does not know: no input next step
+                self.network.skip(self._state)
                 self.fallbacks += 1
                 self.unknown[address] = self.unknown.get(address, 0) + 1
                 return distribution.sample(self.rng), None, False
@@ -96,15 +98,6 @@ class ICController(Controller):
             log_q, proposed = self.network.log_prob_of(
                 [(v.address, v.distribution, v.value) for v in controlled], self._embedding)
         return log_q + sum(v.log_prob for v, p in zip(controlled, proposed) if not p)
-
-    def _proposal(self, state: dict, address: str, distribution: Any) -> Any:
-        """The network's proposal at ``address``, advancing ``state``; None (and no input to
-        the next step) at an address it does not know."""
-        proposal = self.network.propose(state, address, distribution,
-                                        tuple(distribution.batch_shape))
-        if proposal is None:
-            self.network.skip(state)
-        return proposal
 
 
 class NetworkEngine:
