@@ -25,6 +25,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -124,13 +125,25 @@ def run_item(task: Task, simulator: Simulator, item: Any, index: int,
 _PID, _ITEM, _BEAT, _DONE = range(4)
 _SLOT = 4
 
+ORPHAN_POLL_SECONDS = 1.0
 _worker_simulator: Simulator | None = None
 _worker_beats: Any = None
 _worker_slot = -1
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent died (killed, so it could not shut the pool down) is adopted by
+    init and would run its work item to the end for nobody: it exits instead."""
+    while True:
+        time.sleep(ORPHAN_POLL_SECONDS)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def _init_worker(simulator: Simulator | SimulatorSpec, beats: Any = None, claimed: Any = None) -> None:
     global _worker_simulator, _worker_beats, _worker_slot
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
+                     name="etalumis-orphan-watch").start()
     _worker_simulator, owned = build_simulator(simulator)
     if owned:
         atexit.register(_worker_simulator.close)

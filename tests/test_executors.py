@@ -3,6 +3,10 @@
 import functools
 import os
 import re
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 
 import numpy as np
@@ -50,6 +54,50 @@ def test_a_worker_that_dies_is_a_clear_error():
     with pytest.raises(et.SimulatorError, match=r"worker process .* died.*__main__"):
         et.infer(dies, observe=OBS, num_traces=10, seed=0,
                  executor=et.ProcessPoolExecutor(num_workers=1))
+
+
+KILLED_PARENT = textwrap.dedent("""
+    import os, sys, time
+    import etalumis_core as et
+    from etalumis_core.models import make_gaussian
+
+    def long_item(simulator, item, report):
+        print(os.getpid(), flush=True)   # the worker's pid, then work for a long time
+        time.sleep(120)
+
+    if __name__ == "__main__":
+        pool = et.ProcessPoolExecutor(num_workers=1)
+        pool.map(long_item, [0], et.SimulatorSpec(make_gaussian, name="gaussian"))
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:   # a zombie waits only for its parent to reap it
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_a_killed_parent_takes_its_workers_with_it(tmp_path):
+    """A pool's parent killed outright cannot shut its workers down: they notice that they
+    were orphaned and exit within seconds instead of working on for nobody."""
+    script = tmp_path / "parent.py"
+    script.write_text(KILLED_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        assert _alive(worker)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(worker), "the orphaned worker is still running"
+    finally:
+        parent.kill()
 
 
 class _Counted(et.PythonSimulator):
