@@ -453,6 +453,25 @@ def test_ic_smc_discrete_model_by_enumeration(networks, network):
     within(post.log_evidence, math.log(evidence), smc_log_evidence_stderr(post), "log evidence")
 
 
+def test_ic_smc_retires_independence_moves_and_stays_exact(networks):
+    """After a round that accepts fewer than ``min_independence_acceptance`` of its
+    independence moves, the run leaves them out (here after the first round: the bound is 1),
+    and the posterior is still the exact one; with the bound 0 they run to the end."""
+    p_n, _ = exact_poisson_mixture(6.0)
+    post = guided(networks, "poisson_mixture", "trained", 800, seed=2,
+                  min_independence_acceptance=1.0)
+    tried = [r["tried_independence"] for r in post.metadata["round_stats"]]
+    assert len(tried) > 1 and tried[0] > 0 and not any(tried[1:])
+    probs = post.marginal("clusters").probabilities()
+    ess = effective_size(post, "clusters")
+    for n in range(5):
+        within(probs.get(n, 0.0), p_n[n], math.sqrt(max(p_n[n] * (1 - p_n[n]), 1e-3) / ess),
+               f"ic_smc, independence moves retired: P(n={n})")
+    kept = guided(networks, "poisson_mixture", "trained", 64, seed=2,
+                  min_independence_acceptance=0.0)
+    assert all(r["tried_independence"] > 0 for r in kept.metadata["round_stats"])
+
+
 def test_ic_smc_same_seed_same_posterior_and_pool_equals_serial(networks, tmp_path):
     runs = [guided(networks, "gaussian", "trained", 64, seed=11) for _ in range(2)]
     assert np.array_equal(runs[0].marginal("mu").values, runs[1].marginal("mu").values)
@@ -475,6 +494,8 @@ def test_ic_smc_rejects_bad_options(networks):
         et.NetworkGuidedSMC(None)
     with pytest.raises(ValueError, match="independence_probability"):
         et.NetworkGuidedSMC(networks["gaussian"]["trained"], independence_probability=2.0)
+    with pytest.raises(ValueError, match="min_independence_acceptance"):
+        et.NetworkGuidedSMC(networks["gaussian"]["trained"], min_independence_acceptance=-0.1)
     with pytest.raises(ValueError, match="ess_fraction"):
         et.NetworkGuidedSMC(networks["gaussian"]["trained"], ess_fraction=1.5)
 

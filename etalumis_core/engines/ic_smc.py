@@ -19,7 +19,12 @@ with everything else as in :class:`~.smc.SequentialMonteCarlo`:
   (:meth:`ICController.score`);
 * a fresh trace from the network is proposed as an independence Metropolis move, accepted with
   probability min(1, w(x')^β / w(x)^β): it jumps to a channel the population has lost, which
-  tempering from the prior cannot.
+  tempering from the prior cannot. As β grows, (w' / w)^β sharpens and these moves stop being
+  accepted while each still costs a network pass and a simulator run, so after a round that
+  accepted fewer than ``min_independence_acceptance`` of them the run leaves them out.
+
+Values the network has no proposal for (addresses it never met in training) are drawn from
+the prior, counted in ``posterior.metadata["ic"]`` as for inference compilation.
 
 The evidence estimate stays unbiased: the normaliser of π₀ is 1 (q is a normalised density over
 traces: each head is a normalised distribution, and addresses the network does not know are
@@ -53,6 +58,9 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
     independence_probability:
         Chance per sweep of a move to a fresh trace from the network (an independence
         Metropolis move, accepted with probability min(1, (w' / w)^β)).
+    min_independence_acceptance:
+        The independence moves stop for the rest of the run after a round that accepted
+        fewer than this fraction of them (0 keeps them to the end).
     options:
         Everything else as for :class:`~.smc.SequentialMonteCarlo` (``ess_fraction``,
         ``moves``, ``max_moves``, ``chunk_size``, ...).
@@ -61,17 +69,20 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
     name = "ic_smc"
 
     def __init__(self, network: Any, independence_probability: float = 0.5,
-                 check_simulator: bool = True, num_threads: int | None = 1,
-                 embeddings: Any = None, **options: Any) -> None:
+                 min_independence_acceptance: float = 0.01, check_simulator: bool = True,
+                 num_threads: int | None = 1, embeddings: Any = None, **options: Any) -> None:
         super().__init__(**options)
-        if not 0.0 <= independence_probability <= 1.0:
-            raise ValueError(f"independence_probability must lie in [0, 1], got "
-                             f"{independence_probability!r}")
+        for label, p in (("independence_probability", independence_probability),
+                         ("min_independence_acceptance", min_independence_acceptance)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{label} must lie in [0, 1], got {p!r}")
         self.independence_probability = float(independence_probability)
+        self.min_independence_acceptance = float(min_independence_acceptance)
         self.use_network(network, check_simulator, num_threads, embeddings)
 
     def options(self) -> dict:
         return {**super().options(), "independence_probability": self.independence_probability,
+                "min_independence_acceptance": self.min_independence_acceptance,
                 "network": self.network_path or "<in memory>"}
 
     @contextlib.contextmanager
@@ -82,7 +93,24 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
     def kernels(self) -> tuple[tuple[str, Callable[..., Any]], ...]:
         return super().kernels() + (("independence", independence_move),)
 
+    def retired_kernels(self, rounds: list[dict]) -> frozenset[str]:
+        if any(r["tried_independence"] and r["acceptance_independence"]
+               < self.min_independence_acceptance for r in rounds):
+            return frozenset({"independence"})
+        return frozenset()
+
+    def scores_moves(self, beta: float, retired: frozenset[str]) -> bool:
+        return beta < 1.0 or "independence" not in retired
+
     def _run(self, simulator: Simulator | SimulatorSpec, observations: dict, num_traces: int,
              seed: int, executor: Executor, progress: bool | None) -> Posterior:
         self.check_network(simulator)
-        return super()._run(simulator, observations, num_traces, seed, executor, progress)
+        posterior = super()._run(simulator, observations, num_traces, seed, executor, progress)
+        posterior.metadata["ic"] = self.network_metadata(
+            posterior.metadata.pop("guide_unknown_addresses", {}))
+        return posterior
+
+    def summarize(self, posterior: Posterior) -> dict:
+        summary = super().summarize(posterior)
+        summary["warnings"] += self.fallback_warnings(posterior)
+        return summary

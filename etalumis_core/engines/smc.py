@@ -204,6 +204,17 @@ class SequentialMonteCarlo(Engine):
         """The Metropolis–Hastings moves of a sweep, by kind, in the order they are tried."""
         return MOVES
 
+    def retired_kernels(self, rounds: list[dict]) -> frozenset[str]:
+        """The kinds of move the next round leaves out, given the rounds so far (their
+        ``acceptance_KIND`` and ``tried_KIND``): none here. Every move leaves each target
+        invariant, so which of them a round runs may depend on the population's past."""
+        return frozenset()
+
+    def scores_moves(self, beta: float, retired: frozenset[str]) -> bool:
+        """Whether a move at ``beta`` must score its trace under the guide: q is part of every
+        target but the last, and a move of the round may need log q of every particle."""
+        return False
+
     def _run(self, simulator: Simulator | SimulatorSpec, observations: dict, num_traces: int,
              seed: int, executor: Executor, progress: bool | None) -> Posterior:
         if num_traces < 2:
@@ -218,8 +229,10 @@ class SequentialMonteCarlo(Engine):
         with Progress(None, f"{self.name} rounds", progress) as bar:
             items = [StartDraw(self, observations, seed, c, count, name)
                      for c, (_, count) in enumerate(chunks)]
-            particles = [p for part in executor.map(_draw_start, items, simulator, bar,
-                                                    weights=[n for _, n in chunks]) for p in part]
+            drawn = executor.map(_draw_start, items, simulator, bar,
+                                 weights=[n for _, n in chunks])
+            particles = [p for part in drawn for p in part.particles]
+            unknown = _count_unknown(drawn)
             kinds = [kind for kind, _ in self.kernels()]
             while True:
                 log_inc = np.array([p.log_increment for p in particles])
@@ -237,17 +250,19 @@ class SequentialMonteCarlo(Engine):
                 start, pool = particles, _pool(particles)
                 accepted, tried = np.zeros(len(kinds)), np.zeros(len(kinds))
                 sweeps, correlation = 0, 1.0
+                retired = self.retired_kernels(rounds)
                 # Sweep in batches until the particles no longer remember where the round
                 # started (copies of one ancestor have gone their own ways), or the bound.
                 while sweeps < self.max_moves and correlation > threshold:
                     batch = min(self.moves, self.max_moves - sweeps)
                     work = [MoveBatch(self, observations, seed, (len(rounds) + 1, sweeps, c),
                                       particles[first:first + count], pool, beta, batch, final,
-                                      name)
+                                      name, retired)
                             for c, (first, count) in enumerate(chunks)]
                     parts = executor.map(_move_chunk, work, simulator, bar,
                                          weights=[n * batch for _, n in chunks])
                     particles = [p for part in parts for p in part.particles]
+                    unknown = _count_unknown(parts, unknown)
                     accepted += np.sum([part.accepted for part in parts], axis=0)
                     tried += np.sum([part.tried for part in parts], axis=0)
                     sweeps += batch
@@ -281,6 +296,7 @@ class SequentialMonteCarlo(Engine):
             "log_likelihood_range": [float(final_log_lik.min()), float(final_log_lik.max())],
             "betas": [r["beta"] for r in rounds], "round_stats": rounds, "truncated": truncated,
             "acceptance_rate": _acceptance(rounds[-1], kinds),
+            **({"guide_unknown_addresses": unknown} if unknown else {}),
             "genealogy": {"groups": groups.tolist(), "lag": lag, "resamplings": len(parents)}}
         return posterior
 
@@ -395,7 +411,8 @@ class StartDraw:
 @dataclass(frozen=True)
 class MoveBatch:
     """Work item: ``sweeps`` MH sweeps over some particles at inverse temperature ``beta``;
-    ``final`` asks for their traces too (the last round's posterior)."""
+    ``final`` asks for their traces too (the last round's posterior); moves of the kinds in
+    ``retired`` are left out."""
 
     engine: "SequentialMonteCarlo"
     observations: dict
@@ -407,20 +424,43 @@ class MoveBatch:
     sweeps: int
     final: bool
     simulator: str
+    retired: frozenset = frozenset()
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """What a :class:`StartDraw` gives back: the particles, and how many values the guide drew
+    from the prior by address (those it has no proposal for; none without a guide)."""
+
+    particles: list
+    unknown: dict
 
 
 @dataclass(frozen=True)
 class Moved:
     """What a :class:`MoveBatch` gives back: the particles, accepted and tried moves by kind,
-    and (final round) the posterior of their traces."""
+    (final round) the posterior of their traces, and the guide's prior draws by address."""
 
     particles: list
     accepted: list
     tried: list
     posterior: Posterior | None
+    unknown: dict
 
 
-def _draw_start(simulator: Simulator, item: StartDraw, report: Callable[[int], None]) -> list:
+def _count_unknown(parts: list, total: dict | None = None) -> dict:
+    total = dict(total or {})
+    for part in parts:
+        for address, n in part.unknown.items():
+            total[address] = total.get(address, 0) + n
+    return total
+
+
+def _guide_unknown(guide: Any) -> dict:
+    return dict(getattr(guide, "unknown", {})) if guide is not None else {}
+
+
+def _draw_start(simulator: Simulator, item: StartDraw, report: Callable[[int], None]) -> Drawn:
     rng = chunk_rng(item.seed, 0, item.index)
     with item.engine.guide(rng, item.observations) as guide:
         controller = guide or MHController(rng, item.observations)
@@ -428,7 +468,7 @@ def _draw_start(simulator: Simulator, item: StartDraw, report: Callable[[int], N
                for trace in run_traces(simulator, controller, item.count, item.engine.retries,
                                        report)]
         controller.check_observations_used(item.simulator)
-    return out
+    return Drawn(out, _guide_unknown(guide))
 
 
 def drawn_log_start_ratio(trace: Trace) -> float:
@@ -443,7 +483,9 @@ class MoveContext:
     """What the moves of one work item share: the simulator, the controller that reruns it on a
     particle's values, the ``guide`` (the controller that draws from the start distribution q
     and scores a trace under it, ``guide.score(trace)`` = log q(x); None when q is the prior),
-    the pool of the population's values, β, the engine and the generator."""
+    the pool of the population's values, β, the engine and the generator; ``score``: whether
+    an accepted move scores its trace under the guide (see :meth:`SequentialMonteCarlo.
+    scores_moves`)."""
 
     simulator: Simulator
     controller: MHController
@@ -452,6 +494,7 @@ class MoveContext:
     beta: float
     engine: SequentialMonteCarlo
     rng: np.random.Generator
+    score: bool = False
 
     def log_start_ratio(self, trace: Trace) -> float:
         """log q(x) − log p(x) of any trace: the guide's score less the prior density of the
@@ -469,12 +512,15 @@ def _move_chunk(simulator: Simulator, item: MoveBatch, report: Callable[[int], N
     out = []
     with engine.guide(rng, item.observations) as guide:
         context = MoveContext(simulator, MHController(rng, item.observations), guide, item.pool,
-                              item.beta, engine, rng)
+                              item.beta, engine, rng,
+                              guide is not None and engine.scores_moves(item.beta, item.retired))
         for particle in item.particles:
             trace = None
             for _ in range(item.sweeps):
                 stepped = False
-                for kind, (_, move) in enumerate(kernels):
+                for kind, (name, move) in enumerate(kernels):
+                    if name in item.retired:
+                        continue
                     # Every sweep moves every particle: the prior redraw stands in where no
                     # block step applies (an all-discrete model, a particle alone in its
                     # discrete class).
@@ -494,7 +540,8 @@ def _move_chunk(simulator: Simulator, item: MoveBatch, report: Callable[[int], N
                     trace = _run(context, particle)[0]
                 builder.add(trace, 0.0)
             out.append(particle)
-    return Moved(out, accepted, tried, builder.build() if builder is not None else None)
+        unknown = _guide_unknown(guide)
+    return Moved(out, accepted, tried, builder.build() if builder is not None else None, unknown)
 
 
 def _run(context: MoveContext, particle: Particle, overrides: dict | None = None,
@@ -622,12 +669,12 @@ def _accept(context: MoveContext, current: Particle, proposed: Particle, trace: 
             log_alpha += v.log_prob - current.log_probs[v.address]
     if math.isnan(log_alpha) or (log_alpha < 0 and math.log(rng.random()) >= log_alpha):
         return False
-    if context.guide is not None:
+    if context.score:
         # From a start distribution q the target is π_β = p L^β · (q / p)^(1−β). Its second
         # factor is tested only for moves that passed the first (delayed acceptance, Christen
         # & Fox 2005: min(1, r₁) · min(1, r₂) keeps detailed balance when each factor's ratio
         # does), so q is scored only for them: scoring costs as much as a simulator run.
-        # At β = 1 the factor is 1, but the independence move needs log q − log p.
+        # At β = 1 the factor is 1, but an independence move needs log q − log p.
         proposed.log_start_ratio = context.log_start_ratio(trace)
         if beta < 1.0:
             log_bridge = (1.0 - beta) * (proposed.log_start_ratio - current.log_start_ratio)
