@@ -151,3 +151,21 @@ def test_dataset_train_and_ic_from_the_command_line(tmp_path):
     # Even a briefly trained network proposes clearly better than the prior, whose ESS on
     # this observation is under 1% of the traces.
     assert summary["ess"] > 0.025 * 500
+    # The finished run again with network_dtype=float16: it resumes at its end and rewrites
+    # network.pt at half the size, which loads as float32 with the weights rounded.
+    full = tmp_path / "network32.pt"
+    full.write_bytes(network.read_bytes())
+    run(["train", "simulator=gaussian", f"dataset={dataset}", "num_traces=2048",
+         "batch_size=64", "network_dtype=float16", "hydra.run.dir=net"], tmp_path)
+    assert json.loads((tmp_path / "net" / "summary.json").read_text())["network_dtype"] == "float16"
+    assert network.stat().st_size < 0.6 * full.stat().st_size
+    import torch
+    from etalumis_core.nn import ProposalNetwork
+
+    stored = torch.load(network, weights_only=True)["state_dict"]
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    half, single = ProposalNetwork.load(network), ProposalNetwork.load(full)
+    for (name, a), (_, b) in zip(half.state_dict().items(), single.state_dict().items()):
+        assert a.dtype == b.dtype
+        if b.is_floating_point():
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)

@@ -77,6 +77,15 @@ def test_unknown_addresses_fall_back_to_the_prior_and_are_counted(tmp_path):
     assert address.endswith("__Normal__1") and count == 100
     prior = et.infer(sim, observe=OBSERVE, engine="importance", num_traces=100, seed=0)
     np.testing.assert_allclose(post.log_weights, prior.log_weights)
+    # network-guided SMC counts its guide's prior draws (start and independence moves) alike
+    guided = et.infer(sim, observe=OBSERVE, engine=et.NetworkGuidedSMC(untrained),
+                      num_traces=32, seed=0)
+    [(address, count)] = guided.metadata["ic"]["unknown_addresses"].items()
+    assert address.endswith("__Normal__1") and count == guided.metadata["ic"]["prior_fallbacks"]
+    assert count >= 32
+    assert any("never saw in training" in w for w in guided.metadata["summary"]["warnings"])
+    plain = et.infer(sim, observe=OBSERVE, engine="smc", num_traces=32, seed=0)
+    assert "ic" not in plain.metadata and "guide_unknown_addresses" not in plain.metadata
 
 
 def test_network_for_another_simulator_is_refused(trained, tmp_path):
@@ -88,6 +97,26 @@ def test_network_for_another_simulator_is_refused(trained, tmp_path):
     with pytest.raises(ObservationError, match="obs1"):
         et.infer(models.make_gaussian(), observe={"obs0": 8.0}, engine="ic",
                  network=result.network_path, num_traces=10, seed=0)
+
+
+def test_network_named_inside_a_package(trained, tmp_path, monkeypatch):
+    """``pkg://PACKAGE/PATH`` names a network shipped inside an installed package; a missing
+    package or file is a one-line error that says which."""
+    result, _ = trained
+    package = tmp_path / "shipped_nets"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "net.pt").write_bytes(open(result.network_path, "rb").read())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    post = et.infer(models.make_gaussian(), observe=OBSERVE, engine="ic",
+                    network="pkg://shipped_nets/net.pt", num_traces=20, seed=0)
+    direct = et.infer(models.make_gaussian(), observe=OBSERVE, engine="ic",
+                      network=result.network_path, num_traces=20, seed=0)
+    np.testing.assert_array_equal(post.log_weights, direct.log_weights)
+    with pytest.raises(FileNotFoundError, match="no installed package 'no_such_package'"):
+        et.InferenceCompilation("pkg://no_such_package/net.pt")
+    with pytest.raises(FileNotFoundError, match="pkg://shipped_nets/other.pt: no such network"):
+        et.InferenceCompilation("pkg://shipped_nets/other.pt")
 
 
 def branching():

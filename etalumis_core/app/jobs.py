@@ -269,11 +269,13 @@ def run_training(simulator: SimulatorSpec, trainer: Any, output_dir: str, num_tr
                  proposal_options: Mapping[str, Any] | None = None,
                  network_options: Mapping[str, Any] | None = None,
                  dataset: str | None = None, resume: bool = True, seed: int = 0,
-                 embeddings: Any = None) -> dict:
+                 embeddings: Any = None, network_dtype: str = "float32") -> dict:
     """Train an inference network online (fresh traces from ``simulator``) or from a dataset
     directory; writes ``network.pt``, ``checkpoint.pt``, ``training_log.csv`` and ``loss.png``.
     A checkpoint already in ``output_dir`` is resumed exactly. ``proposal`` names the
-    observation embedding, found through ``embeddings`` (default: the plugin registry)."""
+    observation embedding, found through ``embeddings`` (default: the plugin registry).
+    ``network_dtype="float16"`` writes ``network.pt`` at half the size (training and the
+    checkpoint stay in float32)."""
     import torch
 
     from ..data.dataset import TraceDataset
@@ -290,6 +292,8 @@ def run_training(simulator: SimulatorSpec, trainer: Any, output_dir: str, num_tr
                               f"not {simulator.name!r}: train with simulator={data.simulator}, "
                               f"or make a dataset of {simulator.name!r} with `etalumis dataset "
                               f"simulator={simulator.name}`")
+    if network_dtype not in ("float32", "float16"):
+        raise ConfigError(f"network_dtype must be float32 or float16, got {network_dtype!r}")
     torch.manual_seed(seed)  # the network's initial weights are part of the run's result
     if dataset:
         network = ProposalNetwork.for_dataset(data, **options)
@@ -303,12 +307,16 @@ def run_training(simulator: SimulatorSpec, trainer: Any, output_dir: str, num_tr
     finally:
         if not dataset:
             data.close()
+    path = os.path.join(output_dir, "network.pt")
+    writer = getattr(trainer, "is_writer", True)   # one writer among distributed ranks
+    if network_dtype == "float16" and writer:
+        network.save(path, dtype=torch.float16)
     summary = {"simulator": simulator.name, "proposal": proposal, "dataset": dataset,
-               "num_traces": num_traces, "batch_size": batch_size,
-               "network": os.path.join(output_dir, "network.pt"),
+               "num_traces": num_traces, "batch_size": batch_size, "network": path,
+               "network_dtype": network_dtype,
                "result": {k: v for k, v in vars(result).items()
                           if isinstance(v, (int, float, str, list)) and k != "losses"}}
-    if getattr(trainer, "is_writer", True):  # one writer among distributed ranks
+    if writer:
         write_json(os.path.join(output_dir, "summary.json"), summary)
     return summary
 
@@ -326,7 +334,8 @@ def train_from_config(cfg: Any, output_dir: str, plugins: Plugins | None = None)
     summary = run_training(spec, trainer, target, int(cfg.num_traces), int(cfg.batch_size),
                            cfg.proposal.name, _params(cfg.proposal), network_options,
                            cfg.get("dataset"), resume=True, seed=int(cfg.seed),
-                           embeddings=embeddings)
+                           embeddings=embeddings,
+                           network_dtype=str(cfg.get("network_dtype", "float32")))
     summary["message"] = (f"network written to {summary['network']} (use it with engine=ic "
                           f"engine.params.network={summary['network']})")
     return summary

@@ -6,13 +6,15 @@ address the network never saw in training is drawn from its prior (its proposal 
 prior, so the weight stays correct); such fallbacks are counted in
 ``posterior.metadata["ic"]``.
 
-The engine takes ``network=`` a network file (each worker loads it once) or a
+The engine takes ``network=`` a network file (each worker loads it once; ``pkg://PACKAGE/PATH``
+names one shipped inside an installed package, such as a plugin's trained network) or a
 :class:`~etalumis_core.nn.ProposalNetwork`. torch is imported only when the engine runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -28,6 +30,25 @@ from ..trace import SAMPLE, Trace
 from .importance import ImportanceSampling
 
 _loaded: dict[tuple[str, float], Any] = {}   # per process: network files already read
+PACKAGE_SCHEME = "pkg://"
+
+
+def network_file(network: str | os.PathLike) -> str:
+    """The path of a network file: a path as it is, or ``pkg://PACKAGE/PATH``, the file PATH
+    shipped inside the installed package PACKAGE (as Hydra names a package's config folder)."""
+    text = os.fspath(network)
+    if not text.startswith(PACKAGE_SCHEME):
+        path = text
+    else:
+        package, _, inside = text[len(PACKAGE_SCHEME):].partition("/")
+        try:
+            path = str(importlib.resources.files(package).joinpath(inside))
+        except (ModuleNotFoundError, TypeError) as error:
+            raise FileNotFoundError(f"{text}: no installed package {package!r} ({error}); "
+                                    f"install the plugin that ships the network") from None
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{text}: no such network file")
+    return path
 
 
 def _load_network(path: str, embeddings: Any = None) -> Any:
@@ -108,8 +129,8 @@ class NetworkEngine:
     Parameters
     ----------
     network:
-        A network file written by :meth:`ProposalNetwork.save` (workers load it themselves), or
-        a :class:`ProposalNetwork`.
+        A network file written by :meth:`ProposalNetwork.save` (workers load it themselves;
+        ``pkg://PACKAGE/PATH`` for one shipped in a package), or a :class:`ProposalNetwork`.
     check_simulator:
         Refuse a network trained for a differently named simulator.
     embeddings:
@@ -129,9 +150,7 @@ class NetworkEngine:
             raise ValueError(f"engine {self.name!r} needs network= (a network file or a "
                              f"ProposalNetwork); train one with etalumis_core.nn.Trainer")
         if isinstance(network, (str, os.PathLike)):
-            if not Path(network).exists():
-                raise FileNotFoundError(f"{network}: no such network file")
-            self.network_path: str | None = str(network)
+            self.network_path: str | None = network_file(network)
             self._network = None
         else:
             self.network_path = None
@@ -159,6 +178,22 @@ class NetworkEngine:
             raise EtalumisError(f"the network was trained for simulator {trained_for!r}, not "
                                 f"{name!r}; use a network trained for {name!r} (or "
                                 f"check_simulator=False if they are the same simulator)")
+
+    def network_metadata(self, unknown: Mapping[str, int]) -> dict:
+        """``posterior.metadata["ic"]``: the values drawn from the prior at addresses the
+        network does not know (count, and by address), and the network's provenance."""
+        return {"prior_fallbacks": int(sum(unknown.values())), "unknown_addresses": dict(unknown),
+                "network_simulator": self.network.simulator,
+                "network_traces_trained": self.network.traces_trained}
+
+    @staticmethod
+    def fallback_warnings(posterior: Posterior) -> list[str]:
+        fallbacks = posterior.metadata.get("ic", {}).get("prior_fallbacks", 0)
+        if not fallbacks:
+            return []
+        unknown = posterior.metadata["ic"]["unknown_addresses"]
+        return [f"{fallbacks} random choices at {len(unknown)} address(es) the network never "
+                f"saw in training were drawn from the prior; train on traces that reach them"]
 
     @contextlib.contextmanager
     def sampling(self) -> Iterator[None]:
@@ -212,17 +247,9 @@ class InferenceCompilation(NetworkEngine, ImportanceSampling):
         for p in parts:
             for a, n in p.metadata.get("unknown_addresses", {}).items():
                 unknown[a] = unknown.get(a, 0) + n
-        return {"ic": {"prior_fallbacks": sum(p.metadata.get("prior_fallbacks", 0) for p in parts),
-                       "unknown_addresses": unknown,
-                       "network_simulator": self.network.simulator,
-                       "network_traces_trained": self.network.traces_trained}}
+        return {"ic": self.network_metadata(unknown)}
 
     def summarize(self, posterior: Posterior) -> dict:
         summary = super().summarize(posterior)
-        fallbacks = posterior.metadata.get("ic", {}).get("prior_fallbacks", 0)
-        if fallbacks:
-            unknown = posterior.metadata["ic"]["unknown_addresses"]
-            summary["warnings"].append(
-                f"{fallbacks} random choices at {len(unknown)} address(es) the network never saw "
-                f"in training were drawn from the prior; train on traces that reach them")
+        summary["warnings"] += self.fallback_warnings(posterior)
         return summary

@@ -584,13 +584,18 @@ class ProposalNetwork(nn.Module):
                 "config": self.config, "sites": [list(s) for s in self.sites],
                 "traces_trained": self.traces_trained}
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the network (atomically): weights plus a JSON header naming the simulator."""
+    def save(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
+        """Write the network (atomically): weights plus a JSON header naming the simulator.
+        ``dtype=torch.float16`` stores the weights at half the size, rounded to 11 significant
+        bits (for a network that ships inside a package); :meth:`load` gives float32 either
+        way."""
         from ..data.hdf5 import atomic_path
 
+        state = self.state_dict()
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         with atomic_path(path) as tmp:
-            torch.save({"header": json.dumps(self.header()), "state_dict": self.state_dict()},
-                       tmp)
+            torch.save({"header": json.dumps(self.header()), "state_dict": state}, tmp)
 
     @classmethod
     def from_header(cls, header: Mapping[str, Any],
