@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 # The C++ PPX test simulators need a compiler, ZeroMQ and FlatBuffers (Debian packages).
 SYSTEM_PACKAGES := g++ libzmq3-dev libflatbuffers-dev flatbuffers-compiler
 
-.PHONY: install demo test system-deps pyprob-venv pythia8 bench clean
+.PHONY: install demo test system-deps pyprob-venv pythia8 network bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,28 @@ pythia8: install system-deps
 	@if command -v g++ >/dev/null && command -v flatc >/dev/null && [ -f /usr/include/zmq.h ]; then \
 	    $(MAKE) --no-print-directory -C plugins/pythia8_adapter PYTHON=$(abspath $(BIN)/python); \
 	else echo "g++, flatc or ZeroMQ missing: Pythia 8 is not built (its tests will skip)"; fi
+
+# The proposal network that ships with the toy_tau_decay plugin (for engine=ic and ic_smc):
+# the calorimeter's axis projections and an LSTM, trained online from the simulator with seed 0
+# on one thread, so the same machine gives the same network. About 35 minutes on one core; a
+# killed run resumes from its checkpoint in build/tau_network. The result replaces the files in
+# the plugin's network/ folder (network.pt, its training config, log, loss plot and summary).
+TAU_NETWORK := plugins/toy_tau_decay/etalumis_toy_tau_decay/network
+TAU_NETWORK_TRAINING := simulator=toy_tau_decay proposal=calorimeter_projections seed=0 \
+	num_traces=600000 batch_size=64 network_dtype=float16 proposal.network.embedding_dim=128 \
+	proposal.network.lstm_dim=128 proposal.network.address_embedding_dim=16 \
+	proposal.network.head_hidden_dim=32 proposal.network.mixture_components=5 \
+	trainer.params.num_threads=1 trainer.params.lr_decay_power=1.0 \
+	trainer.params.validation_size=256 trainer.params.validation_interval=500 \
+	trainer.params.checkpoint_interval=500 +trainer.params.prescan_traces=1000
+
+network: install
+	$(BIN)/etalumis train $(TAU_NETWORK_TRAINING) output=build/tau_network \
+	    hydra.run.dir=build/tau_network/run
+	mkdir -p $(TAU_NETWORK)
+	cp build/tau_network/network.pt build/tau_network/summary.json \
+	    build/tau_network/training_log.csv build/tau_network/loss.png $(TAU_NETWORK)/
+	cp build/tau_network/run/.hydra/config.yaml $(TAU_NETWORK)/training_config.yaml
 
 # pyprob 1.5.0 pins flatbuffers 2.0, which clashes with ours: it gets its own environment.
 pyprob-venv: benchmarks/.venv-pyprob/bin/python

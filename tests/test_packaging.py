@@ -41,6 +41,14 @@ embedding = factory(observation_shapes={"grid": (6, 6, 4)}, embedding_dim=5, cha
 print(tuple(embedding({"grid": torch.rand(3, 6, 6, 4)}).shape))
 """
 
+# Where the toy_tau_decay wheel put its trained network, and what lies beside it.
+SHIPPED_NETWORK = """
+import os
+from etalumis_core.engines.ic import network_file
+path = network_file("pkg://etalumis_toy_tau_decay/network/network.pt")
+print(path, *sorted(os.listdir(os.path.dirname(path))))
+"""
+
 # The fresh environment sees only what is installed in it, not a development checkout.
 ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
        "PIP_DISABLE_PIP_VERSION_CHECK": "1", "OMP_NUM_THREADS": "1"}
@@ -123,6 +131,10 @@ def test_core_alone_then_each_plugin_alone(tmp_path):
                "hydra.run.dir=tau", cwd=tmp_path)
             summary = json.loads((tmp_path / "tau" / "summary.json").read_text())
             assert summary["observations"] == {"calorimeter": [35, 35, 20]}
+            # the trained network ships inside the wheel, with its training record
+            shipped = sh(python, "-c", SHIPPED_NETWORK, cwd=tmp_path).stdout.split()
+            assert shipped[0].endswith("network.pt") and "site-packages" in shipped[0]
+            assert set(shipped[1:]) >= {"summary.json", "training_config.yaml"}
         if folder == "docs_epidemic":   # its YAML shipped in the wheel: Hydra composes it
             sh(etalumis, "simulate", "simulator=epidemic", "simulator.params.days=12",
                "num_traces=2", "plots=false", "hydra.run.dir=epidemic", cwd=tmp_path)

@@ -1,0 +1,60 @@
+"""The proposal network that ships with the plugin (made by `make network`): it loads safely,
+says how it was trained, and proposes every random choice of the demo event itself."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+
+import etalumis_core as et
+from etalumis_core.engines.ic import network_file
+from etalumis_toy_tau_decay import TauDecaySimulator
+
+pytest.importorskip("torch")
+pytest.importorskip("etalumis_cnn3d_lstm")   # the network's observation embedding
+
+NETWORK = "pkg://etalumis_toy_tau_decay/network/network.pt"
+DEMO_TRUTH_SEED = 3   # the default job's event (conf/infer.yaml): tau -> pi- pi0 nu
+
+
+@pytest.fixture(scope="module")
+def folder():
+    return os.path.dirname(network_file(NETWORK))
+
+
+def test_network_loads_without_unpickling_and_says_how_it_was_trained(folder):
+    from etalumis_core.nn import ProposalNetwork
+    from etalumis_core.plugins import embedding_factory
+
+    path = os.path.join(folder, "network.pt")
+    assert os.path.getsize(path) < 20 * 2 ** 20
+    network = ProposalNetwork.load(path, embeddings=embedding_factory)   # weights_only=True
+    assert network.simulator == "toy_tau_decay"
+    with open(os.path.join(folder, "summary.json")) as f:
+        summary = json.load(f)
+    with open(os.path.join(folder, "training_config.yaml")) as f:
+        config = yaml.safe_load(f)
+    assert network.traces_trained == summary["result"]["traces"] == config["num_traces"]
+    assert config["seed"] == 0 and config["proposal"]["name"] == "calorimeter_projections"
+    validation = summary["result"]["validation"]
+    assert validation and validation[-1][1] < validation[0][1]   # (step, loss) pairs
+    # trained on the simulator as it is configured by default
+    assert config["simulator"]["params"] == TauDecaySimulator().config()
+
+
+def test_network_proposes_every_choice_of_the_demo_event():
+    """Inference compilation on the demo event draws every controlled value from the network
+    (no address falls back to the prior), and the network proposes the true channel most."""
+    sim = TauDecaySimulator()
+    truth = et.simulate(sim, seed=DEMO_TRUTH_SEED).result
+    post = et.infer(sim, observe={"calorimeter": truth["calorimeter"]}, engine="ic",
+                    network=NETWORK, num_traces=200, seed=0, progress=False, executor="serial")
+    assert post.metadata["ic"]["prior_fallbacks"] == 0
+    assert post.metadata["ic"]["unknown_addresses"] == {}
+    _, channels = post.values_of("channel")
+    proposed = np.bincount(np.asarray(channels, dtype=int))   # unweighted: the network's draws
+    assert int(np.argmax(proposed)) == truth["channel"]
