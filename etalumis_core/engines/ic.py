@@ -53,9 +53,6 @@ def network_file(network: str | os.PathLike) -> str:
 
 def _load_network(path: str, embeddings: Any = None) -> Any:
     from ..nn.network import ProposalNetwork
-    from ..plugins import embedding_factory
-
-    embeddings = embeddings or embedding_factory   # default: the installed architectures
 
     key = (os.path.abspath(path), os.path.getmtime(path))
     network = _loaded.get(key)
@@ -138,8 +135,8 @@ class NetworkEngine:
         Refuse a network trained for a differently named simulator.
     embeddings:
         Where a network file's observation embedding is found by name (see
-        :class:`~etalumis_core.nn.ProposalNetwork`); default: the installed architectures,
-        from the plugin registry.
+        :class:`~etalumis_core.nn.ProposalNetwork`); the plugin registry gives the installed
+        architectures.
     num_threads:
         torch threads while sampling (the network runs on one trace at a time, where one
         thread is fastest); restored afterwards. None leaves torch's setting alone.

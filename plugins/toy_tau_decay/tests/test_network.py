@@ -44,8 +44,9 @@ def test_network_loads_without_unpickling_and_says_how_it_was_trained(folder):
     assert validation and validation[-1][1] < validation[0][1]   # (step, loss) pairs
     # trained on the simulator as it is configured by default
     assert config["simulator"]["params"] == TauDecaySimulator().config()
-    # an engine finds the embedding among the installed plugins by itself
-    assert et.NetworkGuidedSMC(NETWORK).network.simulator == "toy_tau_decay"
+    # an engine named by the registry is given the installed embeddings
+    engine = et.load_plugins().engines.create("ic_smc", network=NETWORK)
+    assert engine.network.simulator == "toy_tau_decay"
 
 
 def test_network_proposes_every_choice_of_the_demo_event():
