@@ -56,7 +56,7 @@ TAU_NETWORK_TRAINING := simulator=toy_tau_decay proposal=calorimeter_projections
 	num_traces=600000 batch_size=64 network_dtype=float16 proposal.network.embedding_dim=128 \
 	proposal.network.lstm_dim=128 proposal.network.address_embedding_dim=16 \
 	proposal.network.head_hidden_dim=32 proposal.network.mixture_components=5 \
-	trainer.params.num_threads=1 trainer.params.lr_decay_power=1.0 \
+	trainer.params.num_threads=1 trainer.params.data_workers=1 trainer.params.lr_decay_power=1.0 \
 	trainer.params.validation_size=256 trainer.params.validation_interval=500 \
 	trainer.params.checkpoint_interval=500 +trainer.params.prescan_traces=1000
 

@@ -9,7 +9,8 @@ channel distributions and the (weighted) Kolmogorov-Smirnov distance of each con
 marginal, with each run's CPU seconds.
 
     python benchmarks/bench_tau_picture.py --event-seed 3 --engine smc --option num_traces=1000
-    python benchmarks/bench_tau_picture.py --engine smc --option proposal=tau_network.pt
+    python benchmarks/bench_tau_picture.py --engine ic_smc --option num_traces=100 \
+        --option network=pkg://etalumis_toy_tau_decay/network/network.pt
 
 Everything runs in this process (one core, threads pinned), so CPU seconds are the whole cost.
 It writes ``tau_picture.png`` and ``tau_picture.json`` in ``--output``.

@@ -310,3 +310,26 @@ def test_a_simulator_exception_names_its_work_item():
         with pytest.raises(et.SimulatorError, match=r"work item 1: the simulator raised "
                                                     r"ZeroDivisionError: no"):
             executor.map(_raises, [0, 1], SimulatorSpec(models.make_gaussian))
+
+
+def test_training_batches_stream_from_a_dask_cluster():
+    """An online source streams its batches from the cluster's workers: the same batches as
+    drawn in the training process."""
+    from etalumis_core.nn import OnlineSource
+
+    spec = SimulatorSpec(models.make_gaussian, name="gaussian")
+    inline = OnlineSource(spec, seed=3)
+    with DaskExecutor(n_workers=2) as executor:
+        streamed = OnlineSource(spec, seed=3, executor=executor)
+        try:
+            batches = [streamed.batch(step, 8) for step in range(4)]
+        finally:
+            streamed.close()
+    for step, batch in enumerate(batches):
+        expected = inline.batch(step, 8)
+        assert [sb.trace_ids.tolist() for sb in batch.sub_batches] == \
+            [sb.trace_ids.tolist() for sb in expected.sub_batches]
+        assert all(np.array_equal(a, b) for sb, se in zip(batch.sub_batches,
+                                                          expected.sub_batches)
+                   for a, b in zip(sb.values, se.values))
+    inline.close()

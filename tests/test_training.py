@@ -13,6 +13,7 @@ from etalumis_core import models  # noqa: E402
 from etalumis_core.data import generate_dataset  # noqa: E402
 from etalumis_core.nn import (DatasetSource, OnlineSource, ProposalNetwork,  # noqa: E402
                               Trainer, balanced_cuts, polynomial_decay, split_range)
+from etalumis_core.errors import ConfigError  # noqa: E402
 from etalumis_core.seeding import chunk_rng  # noqa: E402
 
 SMALL = dict(embedding_dim=8, lstm_dim=16, address_embedding_dim=4, sample_embedding_dim=4,
@@ -70,6 +71,54 @@ def test_resumed_training_reproduces_the_uninterrupted_run(tmp_path):
     b = torch.load(tmp_path / "b" / "network.pt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_batches_streamed_from_simulator_workers_train_the_same_network(tmp_path):
+    """data_workers draws the next batches in worker processes while the network trains on
+    this one; the batches, the losses and the weights are those drawn in the trainer itself,
+    also across a resume (the stream restarts at the checkpoint's step)."""
+    sim = models.make_poisson_mixture()
+    options = dict(steps=12, batch_size=16, seed=4, checkpoint_interval=5, validation_size=16,
+                   validation_interval=5, plot=False, progress=False)
+    inline = Trainer().train(_network(sim), sim, tmp_path / "a", **options)
+    source = OnlineSource(sim, seed=4, workers=2)
+    try:
+        assert source.describe()["workers"] == 2
+        with pytest.raises(_Killed):
+            Trainer().train(_network(sim), _DiesAt(source, 7), tmp_path / "b", **options)
+        resumed = Trainer().train(_network(sim), source, tmp_path / "b", **options)
+    finally:
+        source.close()
+    assert resumed.resumed_from == 5 * 16
+    assert inline.losses == resumed.losses
+    streamed = Trainer().train(_network(sim), sim, tmp_path / "c", data_workers=1, **options)
+    assert streamed.losses == inline.losses
+    a = torch.load(tmp_path / "a" / "network.pt", weights_only=True)["state_dict"]
+    c = torch.load(tmp_path / "c" / "network.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], c[k]) for k in a)
+
+
+def _fails_at_step_two(mean):
+    import etalumis_core as et
+
+    x = et.sample(et.Normal(mean, 1.0), name="x")
+    if abs(x) > 2.5:
+        raise RuntimeError("simulator broke")
+    et.observe(et.Normal(x, 1.0), name="y")
+
+
+def test_a_simulator_error_in_a_data_worker_stops_training_with_its_message(tmp_path):
+    import functools
+
+    import etalumis_core as et
+    from etalumis_core.errors import SimulatorError
+
+    sim = et.PythonSimulator(functools.partial(_fails_at_step_two, 0.0), name="fragile")
+    with pytest.raises(SimulatorError, match="simulator broke"):
+        Trainer().train(_network(sim), sim, tmp_path, steps=50, batch_size=64, plot=False,
+                        progress=False, data_workers=1)
+    with pytest.raises(ConfigError, match="data_workers"):
+        OnlineSource(sim, workers=-1)
 
 
 def test_offline_training_with_sgd_larc_and_polynomial_decay(tmp_path):

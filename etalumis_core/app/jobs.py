@@ -298,15 +298,15 @@ def run_training(simulator: SimulatorSpec, trainer: Any, output_dir: str, num_tr
     if dataset:
         network = ProposalNetwork.for_dataset(data, **options)
     else:
-        data = simulator.build()
-        network = ProposalNetwork.for_simulator(data, **options)
+        built = simulator.build()
+        try:
+            network = ProposalNetwork.for_simulator(built, **options)
+        finally:
+            built.close()
         network.simulator = simulator.name
-    try:
-        result = trainer.train(network, data, output_dir, num_traces=num_traces,
-                               batch_size=batch_size, resume=resume)
-    finally:
-        if not dataset:
-            data.close()
+        data = simulator   # the source builds it (and its data workers build their own)
+    result = trainer.train(network, data, output_dir, num_traces=num_traces,
+                           batch_size=batch_size, resume=resume)
     path = os.path.join(output_dir, "network.pt")
     writer = getattr(trainer, "is_writer", True)   # one writer among distributed ranks
     if network_dtype == "float16" and writer:

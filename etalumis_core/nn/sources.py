@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ..data.dataset import TraceDataset, check_inflation, make_generation_controller
 from ..data.records import Batch, collate, record_from_trace
 from ..errors import ConfigError
+from ..executors import ProcessPoolExecutor
 from ..seeding import chunk_rng
 from ..simulator import SimulatorSpec, as_simulator, run_traces
 
@@ -72,6 +75,45 @@ def balanced_cuts(types: np.ndarray, lengths: np.ndarray, num_ranks: int) -> np.
     return np.r_[0, cuts, n]
 
 
+def draw_records(simulator: Any, seed: int, prior_inflation: float | None, first_key: int,
+                 total: int, traces_per_seed: int | None, rank: int = 0, num_ranks: int = 1,
+                 report: Callable[[int], None] | None = None) -> list:
+    """Rank ``rank``'s share of ``total`` fresh traces drawn in chunks of ``traces_per_seed``
+    (all at once for None), chunk ``j`` from ``chunk_rng(seed, first_key + j)``, as records:
+    a function of its arguments alone, so any process draws the same ones. ``report(1)``
+    after each trace (an executor's heartbeat)."""
+    size = traces_per_seed or total
+    chunks = math.ceil(total / size)
+    a, b = split_range(chunks, rank, num_ranks)
+    records = []
+    for j in range(a, b):
+        key = first_key + j
+        count = min(size, total - j * size)
+        controller = make_generation_controller(chunk_rng(seed, key), prior_inflation)
+        records += [record_from_trace(t, key * size + i)
+                    for i, t in enumerate(run_traces(simulator, controller, count, 3, report))]
+    return records
+
+
+@dataclass(frozen=True)
+class BatchDraw:
+    """Work item: the records of one step's batch (the arguments of :func:`draw_records`)."""
+
+    seed: int
+    prior_inflation: float | None
+    first_key: int
+    total: int
+    traces_per_seed: int | None
+    rank: int
+    num_ranks: int
+
+
+def _draw_batch(simulator: Any, item: BatchDraw, report: Callable[[int], None]) -> Batch:
+    return collate(draw_records(simulator, item.seed, item.prior_inflation, item.first_key,
+                                item.total, item.traces_per_seed, item.rank, item.num_ranks,
+                                report))
+
+
 class OnlineSource:
     """Fresh traces from the simulator (observations drawn from their distributions; optional
     prior inflation).
@@ -80,12 +122,20 @@ class OnlineSource:
     ``j`` from ``chunk_rng(seed, s * chunks + j)``; ranks draw contiguous shares of the chunks.
     ``traces_per_seed=None`` draws the whole batch from one seed (fastest; one rank only);
     ``1`` gives every trace its own seed, so that any number of ranks can share a batch.
+
+    ``workers`` > 0 streams the batches from that many simulator worker processes (a
+    :class:`~etalumis_core.executors.ProcessPoolExecutor`; or any ``executor``), which draw
+    the next steps' batches while the network trains on this one, so the simulator does not
+    hold the network up. Each step's batch is one work item drawn as above: the batches, and
+    so the training, are the same with or without workers.
     """
 
     def __init__(self, simulator: Any, seed: int = 0, prior_inflation: float | None = None,
-                 rank: int = 0, num_ranks: int = 1, traces_per_seed: int | None = None) -> None:
+                 rank: int = 0, num_ranks: int = 1, traces_per_seed: int | None = None,
+                 workers: int = 0, executor: Any = None) -> None:
         # A simulator built here from a spec is closed here; one given is the caller's.
         self._owned = isinstance(simulator, SimulatorSpec)
+        self._spec = simulator
         self.simulator = simulator.build() if self._owned else as_simulator(simulator)
         self.name = getattr(simulator, "name", self.simulator.name)
         self.seed = int(seed)
@@ -96,6 +146,16 @@ class OnlineSource:
         if traces_per_seed is not None and int(traces_per_seed) < 1:
             raise ConfigError(f"traces_per_seed must be at least 1, got {traces_per_seed}")
         self.traces_per_seed = None if traces_per_seed is None else int(traces_per_seed)
+        if int(workers) < 0:
+            raise ConfigError(f"data_workers must be 0 (draw in the training process) or a "
+                              f"number of worker processes, got {workers}")
+        self.workers = int(workers)
+        self._stream: BatchStream | None = None
+        if executor is not None or self.workers:
+            owned = executor is None
+            executor = executor or ProcessPoolExecutor(self.workers)
+            self._stream = BatchStream(executor, self._spec, self._draw_item,
+                                       max(int(executor.num_workers or 1), 1), owned)
 
     def traces(self, key: int, count: int) -> list:
         controller = make_generation_controller(chunk_rng(self.seed, key), self.prior_inflation)
@@ -103,20 +163,19 @@ class OnlineSource:
 
     def _records(self, first_key: int, total: int) -> list:
         """This rank's share of ``total`` traces drawn in chunks from keys ``first_key + j``."""
-        size = self.traces_per_seed or total
-        chunks = math.ceil(total / size)
-        a, b = split_range(chunks, self.rank, self.num_ranks)
-        records = []
-        for j in range(a, b):
-            key = first_key + j
-            count = min(size, total - j * size)
-            records += [record_from_trace(t, key * size + i)
-                        for i, t in enumerate(self.traces(key, count))]
-        return records
+        return draw_records(self.simulator, self.seed, self.prior_inflation, first_key, total,
+                            self.traces_per_seed, self.rank, self.num_ranks)
+
+    def _draw_item(self, step: int, batch_size: int) -> BatchDraw:
+        chunks = math.ceil(batch_size / (self.traces_per_seed or batch_size))
+        return BatchDraw(self.seed, self.prior_inflation, step * chunks, batch_size,
+                         self.traces_per_seed, self.rank, self.num_ranks)
 
     def batch(self, step: int, batch_size: int) -> Batch:
-        chunks = math.ceil(batch_size / (self.traces_per_seed or batch_size))
-        return collate(self._records(step * chunks, batch_size))
+        if self._stream is not None:
+            return self._stream.batch(step, batch_size)
+        item = self._draw_item(step, batch_size)
+        return collate(self._records(item.first_key, batch_size))
 
     def validation_batch(self, size: int) -> Batch:
         """The same held-out traces on every rank."""
@@ -130,11 +189,102 @@ class OnlineSource:
 
     def describe(self) -> dict:
         return {"kind": "online", "simulator": self.name, "seed": self.seed,
-                "prior_inflation": self.prior_inflation, "traces_per_seed": self.traces_per_seed}
+                "prior_inflation": self.prior_inflation, "traces_per_seed": self.traces_per_seed,
+                "workers": self.workers}
 
     def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
         if self._owned:
             self.simulator.close()
+
+
+class BatchStream:
+    """Batches drawn ahead in the background: a thread keeps the executor busy with the next
+    ``lookahead`` steps' :class:`BatchDraw` items while the caller trains, and
+    :meth:`batch` hands each step's batch over when it is ready (or the error that drawing it
+    raised). Steps are asked for in order; any other step restarts the stream there."""
+
+    def __init__(self, executor: Any, simulator: Any, item_of: Any, lookahead: int,
+                 owns_executor: bool = True) -> None:
+        self.executor, self.simulator, self.item_of = executor, simulator, item_of
+        self.lookahead = int(lookahead)
+        self.owns_executor = owns_executor
+        self._ready: dict[int, Any] = {}
+        self._changed = threading.Condition()
+        self._next = self._wanted = 0
+        self._batch_size = 0
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = False
+
+    def batch(self, step: int, batch_size: int) -> Batch:
+        with self._changed:
+            if (self._thread is None or batch_size != self._batch_size
+                    or not self._wanted <= step < self._next + self.lookahead):
+                self._restart(step, batch_size)
+            self._wanted = step
+            self._changed.notify_all()
+            while step not in self._ready and self._error is None:
+                self._changed.wait()
+            if self._error is not None:
+                raise self._error
+            batch = self._ready.pop(step)
+            self._wanted = step + 1
+            self._changed.notify_all()
+            return batch
+
+    def _restart(self, step: int, batch_size: int) -> None:
+        self._stop_thread()
+        self._ready.clear()
+        self._next = self._wanted = step
+        self._batch_size = batch_size
+        self._stop = False
+        self._thread = threading.Thread(target=self._produce, daemon=True,
+                                        name="etalumis-batch-stream")
+        self._thread.start()
+
+    def _produce(self) -> None:
+        try:
+            while True:
+                with self._changed:
+                    # Keep at most ``lookahead`` steps drawn ahead of the one wanted.
+                    while not self._stop and self._next >= self._wanted + self.lookahead:
+                        self._changed.wait()
+                    if self._stop:
+                        return
+                    first = self._next
+                    steps = range(first, self._wanted + self.lookahead)
+                    items = [self.item_of(s, self._batch_size) for s in steps]
+                batches = self.executor.map(_draw_batch, items, self.simulator)
+                with self._changed:
+                    if self._stop:
+                        return
+                    self._ready.update(zip(steps, batches))
+                    self._next = steps.stop
+                    self._changed.notify_all()
+        except BaseException as error:   # handed to the training loop by batch()
+            with self._changed:
+                self._error = error
+                self._changed.notify_all()
+
+    def _stop_thread(self) -> None:
+        if self._thread is not None:
+            self._stop = True
+            self._changed.notify_all()
+            self._changed.release()
+            try:
+                self._thread.join()
+            finally:
+                self._changed.acquire()
+            self._thread = None
+
+    def close(self) -> None:
+        with self._changed:
+            self._stop_thread()
+        if self.owns_executor:
+            self.executor.close()
 
 
 class DatasetSource:
@@ -214,7 +364,8 @@ class DatasetSource:
 
 def as_source(data: Any, seed: int, prior_inflation: float | None = None,
               validation_size: int = 0, rank: int = 0, num_ranks: int = 1,
-              traces_per_seed: int | None = None, bucket_window: int = 1) -> Any:
+              traces_per_seed: int | None = None, bucket_window: int = 1,
+              workers: int = 0) -> Any:
     """Rank ``rank``'s source from a simulator (online), a dataset or its path, or a source
     (used as it is)."""
     if hasattr(data, "batch") and hasattr(data, "validation_batch"):
@@ -222,4 +373,4 @@ def as_source(data: Any, seed: int, prior_inflation: float | None = None,
     if isinstance(data, TraceDataset) or (isinstance(data, (str, os.PathLike))
                                           and (Path(data) / "manifest.json").exists()):
         return DatasetSource(data, seed, validation_size, rank, num_ranks, bucket_window)
-    return OnlineSource(data, seed, prior_inflation, rank, num_ranks, traces_per_seed)
+    return OnlineSource(data, seed, prior_inflation, rank, num_ranks, traces_per_seed, workers)

@@ -162,7 +162,9 @@ class Trainer:
     0 keeps ``lr``), ``momentum``, ``weight_decay``, ``larc`` and ``larc_trust_coefficient``,
     ``seed`` (data and initialisation), ``prior_inflation`` (online), ``prescan_traces``
     (online: build layers for the addresses of this many traces first), ``traces_per_seed``
-    (online, see :class:`OnlineSource`), ``bucket_window`` (dataset, see
+    (online, see :class:`OnlineSource`), ``data_workers`` (online: simulator worker processes
+    that draw the next batches while the network trains; the same batches as without),
+    ``bucket_window`` (dataset, see
     :class:`DatasetSource`), ``validation_size``/``validation_interval``,
     ``checkpoint_interval`` (steps), ``log_interval`` (steps per CSV row), ``max_seconds``
     (stop early), ``num_threads`` (torch CPU threads), ``device`` (None: CUDA where it
@@ -185,8 +187,8 @@ class Trainer:
     defaults: dict[str, Any] = dict(
         optimizer="adam", lr=1e-3, lr_end=1e-6, lr_decay_power=0.0, momentum=0.9,
         weight_decay=0.0, larc=False, larc_trust_coefficient=0.02, seed=0, prior_inflation=None,
-        prescan_traces=0, traces_per_seed=None, bucket_window=1, validation_size=0,
-        validation_interval=100, checkpoint_interval=500, log_interval=10, max_seconds=None,
+        prescan_traces=0, traces_per_seed=None, data_workers=0, bucket_window=1,
+        validation_size=0, validation_interval=100, checkpoint_interval=500, log_interval=10, max_seconds=None,
         num_threads=None, device=None, progress=None, plot=True)
 
     def __init__(self, **options: Any) -> None:
@@ -373,7 +375,7 @@ class Trainer:
             self.batch_size = int(batch_size)
             source = as_source(data, o["seed"], o["prior_inflation"], o["validation_size"],
                                self.rank, self.world_size, o["traces_per_seed"],
-                               o["bucket_window"])
+                               o["bucket_window"], o["data_workers"])
             try:
                 return self._run(network, source, Path(output_dir), resume)
             finally:
