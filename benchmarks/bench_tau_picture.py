@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import textwrap
 import time
 from pathlib import Path
 
@@ -89,14 +90,16 @@ def picture(reference: et.Posterior, fast: et.Posterior, truth: dict, label: str
     x = np.arange(len(shown))
     ax = axes[0]
     ax.bar(x, p_ref[shown], color="tab:blue", alpha=0.5, label="reference")
-    ax.bar(x, p_fast[shown], fill=False, edgecolor="k", linewidth=1.5, label=label)
+    ax.bar(x, p_fast[shown], fill=False, edgecolor="k", linewidth=1.5,
+           label="\n".join(textwrap.wrap(label, 36)))
     ax.set_xticks(x, [CHANNEL_ASCII_NAMES[c] for c in shown], rotation=45, ha="right",
                   fontsize=7)
     ax.axvline(int(np.flatnonzero(shown == truth["channel"])[0]), color="tab:red", ls="--",
                label="truth")
     ax.set_ylabel("posterior probability")
     ax.set_title("decay channel")
-    ax.legend(fontsize=7)
+    # The spare last panel holds the legend: over the channel bars it would hide them.
+    axes[-1].legend(*ax.get_legend_handles_labels(), loc="center", fontsize=9)
     for ax, key in zip(axes[1:], CONTINUOUS):
         ref, mine = reference.marginal(key), fast.marginal(key)
         values = np.concatenate([np.asarray(ref.values, float), np.asarray(mine.values, float)])
