@@ -229,7 +229,9 @@ class BatchStream:
             while step not in self._ready and self._error is None:
                 self._changed.wait()
             if self._error is not None:
-                raise self._error
+                # The producer has stopped; a later call starts it afresh.
+                error, self._error, self._thread = self._error, None, None
+                raise error
             batch = self._ready.pop(step)
             self._wanted = step + 1
             self._changed.notify_all()
