@@ -108,7 +108,8 @@ class BatchDraw:
     num_ranks: int
 
 
-def _draw_batch(simulator: Any, item: BatchDraw, report: Callable[[int], None]) -> Batch:
+def _draw_batch(simulator: Any, item: BatchDraw,
+                report: Callable[[int], None] | None) -> Batch:
     return collate(draw_records(simulator, item.seed, item.prior_inflation, item.first_key,
                                 item.total, item.traces_per_seed, item.rank, item.num_ranks,
                                 report))
@@ -135,7 +136,6 @@ class OnlineSource:
                  workers: int = 0, executor: Any = None) -> None:
         # A simulator built here from a spec is closed here; one given is the caller's.
         self._owned = isinstance(simulator, SimulatorSpec)
-        self._spec = simulator
         self.simulator = simulator.build() if self._owned else as_simulator(simulator)
         self.name = getattr(simulator, "name", self.simulator.name)
         self.seed = int(seed)
@@ -154,17 +154,12 @@ class OnlineSource:
         if executor is not None or self.workers:
             owned = executor is None
             executor = executor or ProcessPoolExecutor(self.workers)
-            self._stream = BatchStream(executor, self._spec, self._draw_item,
+            self._stream = BatchStream(executor, simulator, self._draw_item,
                                        max(int(executor.num_workers or 1), 1), owned)
 
     def traces(self, key: int, count: int) -> list:
         controller = make_generation_controller(chunk_rng(self.seed, key), self.prior_inflation)
         return list(run_traces(self.simulator, controller, count, retries=3))
-
-    def _records(self, first_key: int, total: int) -> list:
-        """This rank's share of ``total`` traces drawn in chunks from keys ``first_key + j``."""
-        return draw_records(self.simulator, self.seed, self.prior_inflation, first_key, total,
-                            self.traces_per_seed, self.rank, self.num_ranks)
 
     def _draw_item(self, step: int, batch_size: int) -> BatchDraw:
         chunks = math.ceil(batch_size / (self.traces_per_seed or batch_size))
@@ -174,8 +169,7 @@ class OnlineSource:
     def batch(self, step: int, batch_size: int) -> Batch:
         if self._stream is not None:
             return self._stream.batch(step, batch_size)
-        item = self._draw_item(step, batch_size)
-        return collate(self._records(item.first_key, batch_size))
+        return _draw_batch(self.simulator, self._draw_item(step, batch_size), None)
 
     def validation_batch(self, size: int) -> Batch:
         """The same held-out traces on every rank."""
@@ -185,7 +179,11 @@ class OnlineSource:
     def prescan_sites(self, count: int) -> dict:
         """The addresses of this rank's share of ``count`` traces (to get layers before
         training), as :meth:`Batch.sites`."""
-        return collate(self._records(PRESCAN_KEY, count)).sites() if count else {}
+        if not count:
+            return {}
+        return collate(draw_records(self.simulator, self.seed, self.prior_inflation, PRESCAN_KEY,
+                                    count, self.traces_per_seed, self.rank,
+                                    self.num_ranks)).sites()
 
     def describe(self) -> dict:
         return {"kind": "online", "simulator": self.name, "seed": self.seed,
