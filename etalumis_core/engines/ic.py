@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
+from collections import Counter
 import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -243,10 +244,8 @@ class InferenceCompilation(NetworkEngine, ImportanceSampling):
                 "unknown_addresses": dict(controller.unknown)}
 
     def run_metadata(self, parts: Sequence[Posterior]) -> dict:
-        unknown: dict[str, int] = {}
-        for p in parts:
-            for a, n in p.metadata.get("unknown_addresses", {}).items():
-                unknown[a] = unknown.get(a, 0) + n
+        unknown = sum((Counter(p.metadata.get("unknown_addresses", {})) for p in parts),
+                      Counter())
         return {"ic": self.network_metadata(unknown)}
 
     def summarize(self, posterior: Posterior) -> dict:

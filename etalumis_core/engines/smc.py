@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -296,7 +297,7 @@ class SequentialMonteCarlo(Engine):
             "log_likelihood_range": [float(final_log_lik.min()), float(final_log_lik.max())],
             "betas": [r["beta"] for r in rounds], "round_stats": rounds, "truncated": truncated,
             "acceptance_rate": _acceptance(rounds[-1], kinds),
-            **({"guide_unknown_addresses": unknown} if unknown else {}),
+            **({"guide_unknown_addresses": dict(unknown)} if unknown else {}),
             "genealogy": {"groups": groups.tolist(), "lag": lag, "resamplings": len(parents)}}
         return posterior
 
@@ -448,12 +449,8 @@ class Moved:
     unknown: dict
 
 
-def _count_unknown(parts: list, total: dict | None = None) -> dict:
-    total = dict(total or {})
-    for part in parts:
-        for address, n in part.unknown.items():
-            total[address] = total.get(address, 0) + n
-    return total
+def _count_unknown(parts: list, total: Counter | None = None) -> Counter:
+    return sum((Counter(part.unknown) for part in parts), total or Counter())
 
 
 def _guide_unknown(guide: Any) -> dict:
