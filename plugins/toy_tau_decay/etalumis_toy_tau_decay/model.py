@@ -251,8 +251,9 @@ class TauDecaySimulator(PythonSimulator):
         return report(posterior, truth, output_dir)
 
     def moves(self) -> tuple:
-        """Moves of the tau momentum along the cone that keeps every visible particle in place
-        (see :mod:`.moves`), for engines that take a simulator's own moves (SMC)."""
+        """Moves of the tau momentum that keep every visible particle in place (along the cone
+        of a one-neutrino decay, or about the lepton of a leptonic one; see :mod:`.moves`), for
+        engines that take a simulator's own moves (SMC)."""
         return self._moves
 
     def __repr__(self) -> str:

@@ -17,6 +17,22 @@ prior ratio times the Jacobian of the map. The prior measure d³p dΩ* is, up to
 d³P δ((p − P)²) d³p / E_P (two-body phase space); in coordinates (P, |p|, α), α the azimuth of
 p about P, integrating the δ over the tau-X angle leaves d³P |p| d|p| dα / (E_P |P|). Both moves
 shift |p| or α with P fixed, so the Jacobian is 1 for ``rotate`` and |p'| / |p| for ``rescale``.
+
+In a leptonic decay τ → ℓ ν ν̄ the calorimeter sees the charged lepton ℓ alone, and the two
+neutrinos leave the tau momentum free in three dimensions, not on a cone. There the moves keep ℓ
+where it is and move the tau:
+
+* ``rotate`` turns p about the axis of ℓ by α ~ Uniform(−π, π);
+* ``rescale`` shifts p by δ ~ Normal(0, ``scale``) in each component;
+
+then set the decay variables to those that give back the same ℓ. The decay draws the mass m of
+(ℓ ν_τ), the direction n₁ of ℓ in the rest frame of (ℓ ν_τ), and the direction n₂ of (ℓ ν_τ) in
+the tau rest frame. Given m, the momentum ℓ* of ℓ in the tau rest frame fixes n₁ · n₂ (through
+ℓ*'s energy) and the angle between n₂ and ℓ*; what is left is ψ, the azimuth of n₂ about ℓ*.
+The moves keep m and ψ. The prior measure dΩ₁ dΩ₂ is, given m, a constant times
+dE* dΩ(ℓ*) dψ = d³ℓ* dψ / (|ℓ*| E*) = d³ℓ dψ / (|ℓ*| E), the last step the invariance of d³ℓ / E
+under the boost to the lab. With ℓ, m and ψ fixed, a move that shifts or turns p has the
+Jacobian |ℓ*| / |ℓ*'|: 1 for ``rotate``, which keeps the angle between p and ℓ.
 """
 
 from __future__ import annotations
@@ -60,6 +76,68 @@ def _four(p: np.ndarray, mass: float) -> np.ndarray:
     return np.concatenate([[math.sqrt(float(p @ p) + mass * mass)], p])
 
 
+def _frame(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors that complete ``axis`` to a right-handed frame (they measure ψ)."""
+    reference = np.array([0.0, 0.0, 1.0]) if abs(axis[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    e1 = reference - float(reference @ axis) * axis
+    e1 /= np.linalg.norm(e1)
+    return e1, np.cross(axis, e1)
+
+
+def _angles(n: np.ndarray) -> tuple[float, float]:
+    return float(n[2]), math.atan2(n[1], n[0]) % TWO_PI
+
+
+class _LeptonicDecay:
+    """τ → ℓ ν_τ ν̄ as the decay draws it (see :func:`decay.n_body_decay`): the (ℓ ν_τ) mass,
+    and the two directions by address, with what the moves need of them."""
+
+    def __init__(self, values: Mapping[str, Any], channel: physics.Channel) -> None:
+        prefix = f"tau_c{channel.index:02d}_genbod"
+        base = f"{prefix}_mass__Uniform__"
+        accepted = max(int(a[len(base):]) for a in values if a.startswith(base))
+        m_lepton = float(channel.masses[0])
+        self.mass = m_lepton + float(values[base + str(accepted)]) * (TAU_MASS - m_lepton)
+        self.keys = [(f"{prefix}_dir_cos_theta__Uniform__{i}", f"{prefix}_dir_phi__Uniform__{i}")
+                     for i in (1, 2)]
+        # ℓ in the (ℓ ν_τ) rest frame, and (ℓ ν_τ) in the tau rest frame.
+        self.p1 = two_body_momentum(self.mass, m_lepton, 0.0)
+        self.e1 = math.sqrt(self.p1 ** 2 + m_lepton ** 2)
+        p2 = two_body_momentum(TAU_MASS, self.mass, 0.0)
+        self.gamma = math.sqrt(p2 * p2 + self.mass ** 2) / self.mass
+        self.gamma_beta = p2 / self.mass
+        self.n1, self.n2 = (_direction(float(values[c]), float(values[f])) for c, f in self.keys)
+
+    def lepton_at_rest(self) -> np.ndarray:
+        """ℓ's four-momentum in the tau rest frame."""
+        sub = np.concatenate([[self.gamma * self.mass], self.gamma_beta * self.mass * self.n2])
+        return boost(np.concatenate([[self.e1], self.p1 * self.n1]), sub, self.mass)[0]
+
+    def directions_for(self, lepton: np.ndarray, psi: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """The directions (n₁, n₂) that put ℓ at ``lepton`` (four-momentum in the tau rest
+        frame) with n₂ at azimuth ``psi`` about it; None when this mass cannot."""
+        cos12 = (lepton[0] - self.gamma * self.e1) / (self.gamma_beta * self.p1)
+        if not -1.0 < cos12 < 1.0:
+            return None
+        size = float(np.linalg.norm(lepton[1:]))
+        axis = lepton[1:] / size
+        cos_n2 = (self.gamma * self.p1 * cos12 + self.gamma_beta * self.e1) / size
+        sin_n2 = math.sqrt(max(0.0, 1.0 - cos_n2 * cos_n2))
+        e1, e2 = _frame(axis)
+        n2 = cos_n2 * axis + sin_n2 * (math.cos(psi) * e1 + math.sin(psi) * e2)
+        across = axis - cos_n2 * n2
+        width = float(np.linalg.norm(across))
+        if width == 0.0:
+            return None
+        sin12 = math.sqrt(1.0 - cos12 * cos12)
+        return cos12 * n2 + sin12 * across / width, n2
+
+    def azimuth(self, lepton: np.ndarray) -> float:
+        """ψ: the azimuth of n₂ about ℓ's direction in the tau rest frame."""
+        e1, e2 = _frame(lepton[1:] / np.linalg.norm(lepton[1:]))
+        return math.atan2(float(self.n2 @ e2), float(self.n2 @ e1))
+
+
 class TauMomentumMoves:
     """The two moves, for :meth:`TauDecaySimulator.moves`."""
 
@@ -72,13 +150,12 @@ class TauMomentumMoves:
 
     def rotate(self, values: Mapping[str, Any], rng: np.random.Generator) -> Any:
         alpha = float(rng.uniform(-math.pi, math.pi))
+        c, s = math.cos(alpha), math.sin(alpha)
 
-        def turn(p: np.ndarray, axis: np.ndarray, e_x: float, p_x: float,
-                 m_x: float) -> tuple[np.ndarray, float]:
-            c, s = math.cos(alpha), math.sin(alpha)
-            return p * c + np.cross(axis, p) * s + axis * float(axis @ p) * (1.0 - c), 0.0
+        def turn(p: np.ndarray, axis: np.ndarray) -> np.ndarray:
+            return p * c + np.cross(axis, p) * s + axis * float(axis @ p) * (1.0 - c)
 
-        return self._move(values, turn)
+        return self._move(values, lambda p, axis, *_: (turn(p, axis), 0.0), turn)
 
     def rescale(self, values: Mapping[str, Any], rng: np.random.Generator) -> Any:
         delta = float(rng.normal(0.0, self.scale))
@@ -103,14 +180,21 @@ class TauMomentumMoves:
             new = new_size * (cos_new * axis + sin_new * across / width)
             return new, math.log(new_size / size)
 
-        return self._move(values, stretch)
+        def shift(p: np.ndarray, axis: np.ndarray) -> np.ndarray:
+            # δ is the first component: draws a two-body decay never makes stay where they were.
+            return p + np.array([delta, rng.normal(0.0, self.scale), rng.normal(0.0, self.scale)])
 
-    def _move(self, values: Mapping[str, Any], step: Any) -> Any:
+        return self._move(values, stretch, shift)
+
+    def _move(self, values: Mapping[str, Any], step: Any, lepton_step: Any) -> Any:
         """Apply ``step(p_tau, axis of P, E_X, |P|, m_X) -> (new p_tau, log Jacobian) | None``
-        and solve for the decay angles that keep P."""
+        and solve for the decay angles that keep P; in a leptonic decay, apply
+        ``lepton_step(p_tau, axis of ℓ) -> new p_tau`` and solve for those that keep ℓ."""
         if CHANNEL not in values:
             return None
         channel = CHANNELS[int(values[CHANNEL])]
+        if channel.leptonic:
+            return self._move_leptonic(values, channel, lepton_step)
         m_x = _x_mass(values, channel, self.resonances)
         if m_x is None:
             return None
@@ -136,6 +220,25 @@ class TauMomentumMoves:
         new_phi = math.atan2(new_n[1], new_n[0]) % TWO_PI
         return ({PX: float(new_tau[0]), PY: float(new_tau[1]), PZ: float(new_tau[2]),
                  cos_key: float(new_n[2]), phi_key: new_phi}, log_jacobian)
+
+    @staticmethod
+    def _move_leptonic(values: Mapping[str, Any], channel: physics.Channel, step: Any) -> Any:
+        decay = _LeptonicDecay(values, channel)
+        p_tau = np.array([values[PX], values[PY], values[PZ]], dtype=float)
+        at_rest = decay.lepton_at_rest()
+        lepton = boost(at_rest, _four(p_tau, TAU_MASS), TAU_MASS)[0]
+        new_tau = step(p_tau, lepton[1:] / np.linalg.norm(lepton[1:]))
+        moved = boost(lepton, _four(-new_tau, TAU_MASS), TAU_MASS)[0]
+        directions = decay.directions_for(moved, decay.azimuth(at_rest))
+        if directions is None:
+            return None   # this (ℓ ν_τ) mass cannot put ℓ there
+        decay.n1, decay.n2 = directions
+        if not np.allclose(decay.lepton_at_rest(), moved, rtol=0.0, atol=1e-9):
+            return None   # no such decay (numerically off the solution)
+        new = {PX: float(new_tau[0]), PY: float(new_tau[1]), PZ: float(new_tau[2])}
+        for (cos_key, phi_key), n in zip(decay.keys, directions):
+            new[cos_key], new[phi_key] = _angles(n)
+        return new, math.log(np.linalg.norm(at_rest[1:]) / np.linalg.norm(moved[1:]))
 
 
 __all__ = ["TauMomentumMoves"]

@@ -13,8 +13,8 @@ import etalumis_core as et
 from etalumis_core.seeding import chunk_rng
 from etalumis_core.engines.mh import MHController, _controlled_values
 from etalumis_toy_tau_decay import TauDecaySimulator, physics
-from etalumis_toy_tau_decay.decay import _bw_cdf
-from etalumis_toy_tau_decay.moves import CHANNEL, PX, PY, PZ, TauMomentumMoves
+from etalumis_toy_tau_decay.decay import _bw_cdf, _genbod_point, phase_space_bound
+from etalumis_toy_tau_decay.moves import CHANNEL, PX, PY, PZ, TauMomentumMoves, _direction
 
 MOVES = TauMomentumMoves()
 
@@ -52,7 +52,8 @@ def replay(sim, values, observed):
     return et.run_trace(sim, controller)
 
 
-@pytest.mark.parametrize("channel", [2, 4, 9, 11], ids=["pi nu", "rho nu", "K* nu", "a1 nu"])
+@pytest.mark.parametrize("channel", [0, 1, 2, 4, 9, 11],
+                         ids=["e nu nu", "mu nu nu", "pi nu", "rho nu", "K* nu", "a1 nu"])
 @pytest.mark.parametrize("move,aux", [("rotate", 2.1), ("rescale", 0.8)])
 def test_a_move_keeps_the_visible_event_and_undoes_itself(sim, channel, move, aux):
     truth = event(sim, channel)
@@ -60,7 +61,14 @@ def test_a_move_keeps_the_visible_event_and_undoes_itself(sim, channel, move, au
     observed = truth.result["calorimeter"]
     if move == "rescale" and values[PZ] > 45.0:
         aux = -aux   # stay inside the prior's pz range
+    if physics.CHANNELS[channel].leptonic:
+        # Without the cone, a tau turned about the lepton or shifted in every component
+        # soon leaves the prior's box: smaller steps.
+        aux /= 7.0
     new, log_jacobian = getattr(MOVES, move)(values, Fixed(aux))
+    if move == "rotate":
+        assert math.hypot(new[PX], new[PY], new[PZ]) == pytest.approx(
+            math.hypot(values[PX], values[PY], values[PZ]), rel=1e-12)
     assert 43.0 < new[PZ] < 47.0 and abs(new[PX]) < 3.0 and abs(new[PY]) < 3.0
     moved = {**values, **new}
     assert math.dist([moved[PX], moved[PY], moved[PZ]], [values[PX], values[PY], values[PZ]]) > 0.05
@@ -77,10 +85,17 @@ def test_a_move_keeps_the_visible_event_and_undoes_itself(sim, channel, move, au
     assert log_back == pytest.approx(-log_jacobian, abs=1e-9)
 
 
-@pytest.mark.parametrize("move,aux", [("rotate", 1.3), ("rescale", 0.7), ("rescale", -1.5)])
-def test_the_jacobian_is_the_determinant_of_the_map(sim, move, aux):
-    values = _controlled_values(event(sim, 4))
-    keys = [PX, PY, PZ, "tau_c04_cos_theta__Uniform__1", "tau_c04_phi__Uniform__1"]
+LEPTONIC_ANGLES = [f"tau_c00_genbod_dir_{a}__Uniform__{i}" for i in (1, 2)
+                   for a in ("cos_theta", "phi")]
+
+
+@pytest.mark.parametrize("channel,move,aux", [
+    (4, "rotate", 1.3), (4, "rescale", 0.7), (4, "rescale", -1.5),
+    (0, "rotate", 1.3), (0, "rotate", -2.4), (0, "rescale", 0.2), (0, "rescale", -0.15)])
+def test_the_jacobian_is_the_determinant_of_the_map(sim, channel, move, aux):
+    values = _controlled_values(event(sim, channel))
+    keys = [PX, PY, PZ] + (LEPTONIC_ANGLES if channel == 0 else
+                           ["tau_c04_cos_theta__Uniform__1", "tau_c04_phi__Uniform__1"])
 
     def mapped(x):
         new, log_jacobian = getattr(MOVES, move)({**values, **dict(zip(keys, x))}, Fixed(aux))
@@ -89,11 +104,13 @@ def test_the_jacobian_is_the_determinant_of_the_map(sim, move, aux):
     x0 = np.array([values[k] for k in keys])
     h = 1e-6
     jacobian = np.stack([(mapped(x0 + h * e)[0] - mapped(x0 - h * e)[0]) / (2 * h)
-                         for e in np.eye(5)], axis=1)
+                         for e in np.eye(len(keys))], axis=1)
     assert mapped(x0)[1] == pytest.approx(math.log(abs(np.linalg.det(jacobian))), abs=1e-5)
+    if move == "rescale":
+        assert abs(mapped(x0)[1]) > 0.01   # a Jacobian that is not 1 was tested
 
 
-@pytest.mark.parametrize("channel", [0, 1, 23], ids=["e nu nu", "mu nu nu", "3 prong pi0"])
+@pytest.mark.parametrize("channel", [23, 24], ids=["3 prong pi0", "3 prong"])
 def test_moves_leave_other_channels_alone(sim, channel):
     values = _controlled_values(event(sim, channel))
     rng = np.random.default_rng(0)
@@ -112,6 +129,24 @@ def prior_draws(n, rng):
     return [{CHANNEL: 4, **{k: float(v[i]) for k, v in columns.items()}} for i in range(n)]
 
 
+def leptonic_prior_draws(n, rng):
+    """(px, py, pz, (e nu_tau) mass uniform, decay directions) of tau -> e nu nu from the
+    priors: the mass uniform accepted with the decay's own weight and bound."""
+    channel = physics.CHANNELS[0]
+    masses = tuple(float(m) for m in channel.masses)
+    bound = phase_space_bound(physics.TAU_MASS, masses, True)
+    draws = []
+    while len(draws) < n:
+        u = float(rng.uniform())
+        if rng.uniform() * bound >= _genbod_point(physics.TAU_MASS, masses, [u], True)[1]:
+            continue
+        cos1, cos2, phi1, phi2 = rng.uniform(-1, 1, 2).tolist() + rng.uniform(0, 2 * math.pi, 2).tolist()
+        draws.append({CHANNEL: 0, PX: float(rng.uniform(-3, 3)), PY: float(rng.uniform(-3, 3)),
+                      PZ: float(rng.uniform(43, 47)), "tau_c00_genbod_mass__Uniform__1": u,
+                      **dict(zip(LEPTONIC_ANGLES, (cos1, phi1, cos2, phi2)))})
+    return draws
+
+
 def run_moves(draws, rng, steps):
     in_box = lambda v: abs(v[PX]) <= 3 and abs(v[PY]) <= 3 and 43 <= v[PZ] <= 47  # noqa: E731
     out = []
@@ -128,16 +163,28 @@ def run_moves(draws, rng, steps):
     return out
 
 
-def test_the_moves_leave_the_prior_invariant():
+@pytest.mark.parametrize("draw,angles", [
+    (prior_draws, ["tau_c04_cos_theta__Uniform__1"]),
+    (leptonic_prior_draws, LEPTONIC_ANGLES)], ids=["rho nu", "e nu nu"])
+def test_the_moves_leave_the_prior_invariant(draw, angles):
     """Metropolis-Hastings with these moves alone, on prior draws with no likelihood, must keep
-    the prior: uniform px, py, pz and cos theta* (the moves carry the tau far: half the draws end
-    more than half a GeV from where they started). The Jacobian itself is checked exactly above."""
+    the prior: uniform px, py, pz and decay angles (the moves carry the tau far: half the draws
+    end more than half a GeV from where they started). The Jacobian itself is checked exactly
+    above."""
     rng = np.random.default_rng(7)
-    start = prior_draws(3000, rng)
+    start = draw(3000, rng)
     moved = run_moves(start, rng, steps=10)
     travelled = [math.dist((a[PX], a[PY]), (b[PX], b[PY])) for a, b in zip(start, moved)]
     assert np.median(travelled) > 0.5
-    for key, (low, high) in ((PX, (-3, 3)), (PY, (-3, 3)), (PZ, (43, 47)),
-                             ("tau_c04_cos_theta__Uniform__1", (-1, 1))):
+    ranges = {PX: (-3, 3), PY: (-3, 3), PZ: (43, 47)}
+    for key in [PX, PY, PZ] + angles:
+        low, high = ranges.get(key, (0, 2 * math.pi) if "phi" in key else (-1, 1))
         sample = np.array([v[key] for v in moved])
         assert stats.kstest(sample, stats.uniform(low, high - low).cdf).pvalue > 1e-3, key
+    if draw is leptonic_prior_draws:
+        # The Jacobian acts on the lepton's energy in the tau rest frame, which n1 . n2 sets
+        # (given the mass): uniform under the prior; without the Jacobian p ~ 1e-6 here.
+        directions = [[_direction(v[c], v[f]) for c, f in (LEPTONIC_ANGLES[:2],
+                                                           LEPTONIC_ANGLES[2:])] for v in moved]
+        cos12 = [float(n1 @ n2) for n1, n2 in directions]
+        assert stats.kstest(cos12, stats.uniform(-1, 2).cdf).pvalue > 1e-3
