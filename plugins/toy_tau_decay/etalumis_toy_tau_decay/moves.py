@@ -1,7 +1,6 @@
 """Moves of the tau momentum that leave every visible particle where it is.
 
-In a decay τ → X ν with one neutrino (τ → π ν, K ν, and τ → R ν through a resonance R), the
-calorimeter fixes the four-momentum P of X, and the neutrino is unseen. Every tau momentum p with
+In a decay τ → X ν with one neutrino (every hadronic channel), the calorimeter fixes the four-momentum P of X, and the neutrino is unseen. Every tau momentum p with
 (p_τ − P)² = 0 explains the event equally well: the posterior of (px, py, pz) is a thin cone
 surface around P, a ring in (px, py) whose extent (about a GeV) dwarfs its width, set by the
 energy resolution. A random walk cannot follow it. These two moves travel along it exactly:
@@ -17,6 +16,14 @@ prior ratio times the Jacobian of the map. The prior measure d³p dΩ* is, up to
 d³P δ((p − P)²) d³p / E_P (two-body phase space); in coordinates (P, |p|, α), α the azimuth of
 p about P, integrating the δ over the tau-X angle leaves d³P |p| d|p| dα / (E_P |P|). Both moves
 shift |p| or α with P fixed, so the Jacobian is 1 for ``rotate`` and |p'| / |p| for ``rescale``.
+
+X is one particle (τ → π ν), a resonance (τ → ρ ν, whose decay is drawn in its own rest frame
+reached from the lab, so it follows P), or several particles from a phase-space decay
+(τ → π⁺ π⁻ π⁻ π⁰ ν). There the decay draws X's mass and the directions inside X in frames
+reached through the tau rest frame: the boost from X's rest frame to the lab through the moved
+tau is the one through the old tau times a rotation (boosts along different axes compose to a
+boost and a rotation), so the moves turn every direction inside X by the inverse rotation, which
+puts X's particles back. A rotation keeps each direction's uniform measure: the Jacobian stays.
 
 In a leptonic decay τ → ℓ ν ν̄ the calorimeter sees the charged lepton ℓ alone, and the two
 neutrinos leave the tau momentum free in three dimensions, not on a cone. There the moves keep ℓ
@@ -50,21 +57,43 @@ PX, PY, PZ = "tau_px__Uniform__1", "tau_py__Uniform__1", "tau_pz__Uniform__1"
 CHANNEL = f"tau_channel__Categorical(len_probs:{len(physics.CHANNEL_PROBS)})__1"
 
 
-def _x_mass(values: Mapping[str, Any], channel: physics.Channel, resonances: bool) -> float | None:
-    """The mass of X, the visible system recoiling against the tau neutrino, or None when the
-    channel is not a two-body tau decay."""
+def _visible_system(values: Mapping[str, Any], channel: physics.Channel,
+                    resonances: bool) -> tuple[float, tuple[str, str], list] | None:
+    """X, the visible system recoiling against the tau neutrino: its mass, the addresses of
+    its direction in the tau rest frame, and those of the directions inside X that the decay
+    draws in X's rest frame (a phase-space decay into several particles); None when the
+    channel has more than one neutrino."""
+    prefix = f"tau_c{channel.index:02d}"
+    if channel.leptonic:
+        return None
     if resonances and channel.resonance is not None:
         r = channel.resonance
-        base = f"tau_c{channel.index:02d}_bw_mass__Uniform__"
+        base = f"{prefix}_bw_mass__Uniform__"
         accepted = max((int(a[len(base):]) for a in values if a.startswith(base)), default=0)
         if not accepted:
             return None
         lo = float(sum(physics.mass(p) for p in r.daughters))
-        return breit_wigner_mass(float(values[base + str(accepted)]), r.mass, r.width, lo,
+        mass = breit_wigner_mass(float(values[base + str(accepted)]), r.mass, r.width, lo,
                                  TAU_MASS)
-    if len(channel.daughters) == 2 and not channel.leptonic:
-        return float(channel.masses[0])
-    return None
+        return mass, _angle_keys(prefix, 1), []
+    n = len(channel.daughters)
+    if n == 2:
+        return float(channel.masses[0]), _angle_keys(prefix, 1), []
+    # Raw GENBOD (decay.n_body_decay): n - 2 mass uniforms per iteration, the accepted ones
+    # last; X's mass is the largest of them placed between the masses, and its direction is
+    # the last of the n - 1 directions drawn, the earlier ones lie inside X.
+    iterations = sum(1 for a in values if a.startswith(f"{prefix}_genbod_accept__"))
+    base = f"{prefix}_genbod_mass__Uniform__"
+    accepted = [float(values[base + str(i)])
+                for i in range((iterations - 1) * (n - 2) + 1, iterations * (n - 2) + 1)]
+    masses = channel.masses
+    mass = float(sum(masses[:-1])) + max(accepted) * (TAU_MASS - float(sum(masses)))
+    dirs = f"{prefix}_genbod_dir"
+    return mass, _angle_keys(dirs, n - 1), [_angle_keys(dirs, i) for i in range(1, n - 1)]
+
+
+def _angle_keys(address: str, instance: int) -> tuple[str, str]:
+    return (f"{address}_cos_theta__Uniform__{instance}", f"{address}_phi__Uniform__{instance}")
 
 
 def _direction(cos_theta: float, phi: float) -> np.ndarray:
@@ -195,16 +224,15 @@ class TauMomentumMoves:
         channel = CHANNELS[int(values[CHANNEL])]
         if channel.leptonic:
             return self._move_leptonic(values, channel, lepton_step)
-        m_x = _x_mass(values, channel, self.resonances)
-        if m_x is None:
+        system = _visible_system(values, channel, self.resonances)
+        if system is None:
             return None
-        prefix = f"tau_c{channel.index:02d}"
-        cos_key, phi_key = f"{prefix}_cos_theta__Uniform__1", f"{prefix}_phi__Uniform__1"
+        m_x, (cos_key, phi_key), inner = system
         p_tau = np.array([values[PX], values[PY], values[PZ]], dtype=float)
         p_star = two_body_momentum(TAU_MASS, m_x, 0.0)
+        e_star = math.sqrt(p_star * p_star + m_x * m_x)
         n = _direction(float(values[cos_key]), float(values[phi_key]))
-        x4 = boost(np.concatenate([[math.sqrt(p_star * p_star + m_x * m_x)], p_star * n]),
-                   _four(p_tau, TAU_MASS), TAU_MASS)[0]
+        x4 = boost(np.concatenate([[e_star], p_star * n]), _four(p_tau, TAU_MASS), TAU_MASS)[0]
         p_x = x4[1:]
         axis = p_x / np.linalg.norm(p_x)
         moved = step(p_tau, axis, float(x4[0]), float(np.linalg.norm(p_x)), m_x)
@@ -217,9 +245,24 @@ class TauMomentumMoves:
         if abs(size - p_star) > 1e-6 * max(p_star, 1.0):
             return None   # no such decay (numerically off the cone)
         new_n = rest / size
-        new_phi = math.atan2(new_n[1], new_n[0]) % TWO_PI
-        return ({PX: float(new_tau[0]), PY: float(new_tau[1]), PZ: float(new_tau[2]),
-                 cos_key: float(new_n[2]), phi_key: new_phi}, log_jacobian)
+        new = {PX: float(new_tau[0]), PY: float(new_tau[1]), PZ: float(new_tau[2])}
+        new[cos_key], new[phi_key] = _angles(new_n)
+        if inner:
+            # X's rest frame reached through the moved tau is turned against the one reached
+            # through the old tau (boosts along different axes compose to a boost and a
+            # rotation); turning every direction inside X back keeps X's particles in place.
+            # A rotation keeps the uniform measure of each direction: the Jacobian stays.
+            frames = np.eye(4)
+            for parent, mass in ((np.concatenate([[e_star], p_star * n]), m_x),
+                                 (_four(p_tau, TAU_MASS), TAU_MASS),
+                                 (_four(-new_tau, TAU_MASS), TAU_MASS),
+                                 (np.concatenate([[e_star], -p_star * new_n]), m_x)):
+                frames = boost(frames, parent, mass)
+            turn = frames[1:, 1:].T   # rows were the basis vectors: columns are their images
+            for keys in inner:
+                new[keys[0]], new[keys[1]] = _angles(
+                    turn @ _direction(float(values[keys[0]]), float(values[keys[1]])))
+        return new, log_jacobian
 
     @staticmethod
     def _move_leptonic(values: Mapping[str, Any], channel: physics.Channel, step: Any) -> Any:
