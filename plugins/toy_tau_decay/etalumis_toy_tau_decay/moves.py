@@ -210,7 +210,8 @@ class TauMomentumMoves:
             return new, math.log(new_size / size)
 
         def shift(p: np.ndarray, axis: np.ndarray) -> np.ndarray:
-            # δ is the first component: draws a two-body decay never makes stay where they were.
+            # δ, drawn for every channel, is the first component; the other two are drawn only
+            # here, so a hadronic decay's moves draw one number each.
             return p + np.array([delta, rng.normal(0.0, self.scale), rng.normal(0.0, self.scale)])
 
         return self._move(values, stretch, shift)
