@@ -184,6 +184,21 @@ def test_smc_uses_a_simulators_own_moves():
     within(float(post.marginal("a").stddev), std, std / math.sqrt(2 * ess), "sd[a] with the move")
 
 
+def test_smc_can_keep_a_simulators_own_moves_for_the_last_round():
+    """model_moves="final": the slide runs at β = 1 only, and the posterior stays exact."""
+    s2 = 0.01 ** 2
+    mean, std = 1.0 / (2 + s2), math.sqrt((2 * s2 / (2 + s2) + 2) / 4)
+    post = et.infer(RidgeWithAMove(), engine="smc", num_traces=1000, seed=4, model_moves="final")
+    rounds = post.metadata["round_stats"]
+    assert len(rounds) > 1 and all(r["tried_model"] == 0 for r in rounds[:-1]), rounds
+    assert rounds[-1]["beta"] == 1.0 and rounds[-1]["acceptance_model"] > 0.3, rounds[-1]
+    ess = effective_size(post, "a")
+    within(float(post.marginal("a").mean), mean, std / math.sqrt(ess), "E[a], final slide")
+    within(float(post.marginal("a").stddev), std, std / math.sqrt(2 * ess), "sd[a], final slide")
+    with pytest.raises(ValueError, match="model_moves must be true, false or 'final'"):
+        et.SequentialMonteCarlo(model_moves="last")
+
+
 def test_smc_reports_its_rounds_and_rejects_bad_options(gaussian_obs):
     post = et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", num_traces=200,
                     seed=0)

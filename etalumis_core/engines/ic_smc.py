@@ -22,6 +22,8 @@ with everything else as in :class:`~.smc.SequentialMonteCarlo`:
   tempering from the prior cannot. As β grows, (w' / w)^β sharpens and these moves stop being
   accepted while each still costs a network pass and a simulator run, so after a round that
   accepted fewer than ``min_independence_acceptance`` of them the run leaves them out.
+* the simulator's own moves (``model_moves``) run in the last round only, where no move is
+  scored: before it, each accepted one would cost a network pass besides its simulator run.
 
 Values the network has no proposal for (addresses it never met in training) are drawn from
 the prior, counted in ``posterior.metadata["ic"]`` as for inference compilation.
@@ -61,6 +63,13 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
     min_independence_acceptance:
         The independence moves stop for the rest of the run after a round that accepted
         fewer than this fraction of them (0 keeps them to the end).
+    model_moves:
+        As for :class:`~.smc.SequentialMonteCarlo`, but ``"final"`` by default: before the last
+        round every accepted move is also scored under the network, and the simulator's own
+        moves, accepted most of the time, would cost a network pass each besides their run.
+        They keep the likelihood where they move along its level sets (the tau plugin's
+        moves hold every visible particle in place), so tempering loses nothing to their
+        absence; in the last round they spread the population over what the data leave free.
     options:
         Everything else as for :class:`~.smc.SequentialMonteCarlo` (``ess_fraction``,
         ``moves``, ``max_moves``, ``chunk_size``, ...).
@@ -70,8 +79,9 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
 
     def __init__(self, network: Any, independence_probability: float = 0.5,
                  min_independence_acceptance: float = 0.01, check_simulator: bool = True,
-                 num_threads: int | None = 1, embeddings: Any = None, **options: Any) -> None:
-        super().__init__(**options)
+                 num_threads: int | None = 1, embeddings: Any = None,
+                 model_moves: bool | str = "final", **options: Any) -> None:
+        super().__init__(model_moves=model_moves, **options)
         for label, p in (("independence_probability", independence_probability),
                          ("min_independence_acceptance", min_independence_acceptance)):
             if not 0.0 <= p <= 1.0:
@@ -93,11 +103,12 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
     def kernels(self) -> tuple[tuple[str, Callable[..., Any]], ...]:
         return super().kernels() + (("independence", independence_move),)
 
-    def retired_kernels(self, rounds: list[dict]) -> frozenset[str]:
+    def retired_kernels(self, rounds: list[dict], beta: float) -> frozenset[str]:
+        retired = super().retired_kernels(rounds, beta)
         if any(r["tried_independence"] and r["acceptance_independence"]
                < self.min_independence_acceptance for r in rounds):
-            return frozenset({"independence"})
-        return frozenset()
+            return retired | {"independence"}
+        return retired
 
     def scores_moves(self, beta: float, retired: frozenset[str]) -> bool:
         return beta < 1.0 or "independence" not in retired

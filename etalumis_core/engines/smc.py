@@ -146,7 +146,8 @@ class SequentialMonteCarlo(Engine):
     jump_probability:
         Chance that a differential-evolution move uses γ = 1 (a jump between modes).
     model_moves:
-        Use the simulator's own moves (:meth:`Simulator.moves`), one per sweep, when it has any.
+        Use the simulator's own moves (:meth:`Simulator.moves`), one per sweep, when it has any:
+        ``True`` in every round, ``"final"`` in the last round only (β = 1), ``False`` never.
     max_rounds:
         Safety stop: after this many rounds the last one goes straight to β = 1 (recorded in
         ``metadata["truncated"]``).
@@ -158,7 +159,7 @@ class SequentialMonteCarlo(Engine):
 
     def __init__(self, ess_fraction: float = 0.5, moves: int = 5, max_moves: int = 10,
                  decorrelation: float = 0.25, redraw_probability: float = 0.25,
-                 jump_probability: float = 0.1, model_moves: bool = True,
+                 jump_probability: float = 0.1, model_moves: bool | str = True,
                  max_rounds: int = 1000, chunk_size: int = 16,
                  retries: int = 3, max_value_size: int = 4096) -> None:
         if not 0.0 < ess_fraction < 1.0:
@@ -179,7 +180,9 @@ class SequentialMonteCarlo(Engine):
         self.decorrelation = float(decorrelation)
         self.redraw_probability = float(redraw_probability)
         self.jump_probability = float(jump_probability)
-        self.model_moves = bool(model_moves)
+        if model_moves not in (True, False, "final"):
+            raise ValueError(f"model_moves must be true, false or 'final', got {model_moves!r}")
+        self.model_moves = model_moves if model_moves == "final" else bool(model_moves)
         self.max_rounds = int(max_rounds)
         self.chunk_size = int(chunk_size)
         self.retries = int(retries)
@@ -205,11 +208,12 @@ class SequentialMonteCarlo(Engine):
         """The Metropolis–Hastings moves of a sweep, by kind, in the order they are tried."""
         return MOVES
 
-    def retired_kernels(self, rounds: list[dict]) -> frozenset[str]:
-        """The kinds of move the next round leaves out, given the rounds so far (their
-        ``acceptance_KIND`` and ``tried_KIND``): none here. Every move leaves each target
-        invariant, so which of them a round runs may depend on the population's past."""
-        return frozenset()
+    def retired_kernels(self, rounds: list[dict], beta: float) -> frozenset[str]:
+        """The kinds of move the round at ``beta`` leaves out, given the rounds so far (their
+        ``acceptance_KIND`` and ``tried_KIND``): the simulator's own moves before the last
+        round where ``model_moves`` is ``"final"``. Every move leaves each target invariant, so
+        which of them a round runs may depend on the population's past."""
+        return frozenset({"model"}) if self.model_moves == "final" and beta < 1.0 else frozenset()
 
     def scores_moves(self, beta: float, retired: frozenset[str]) -> bool:
         """Whether a move at ``beta`` must score its trace under the guide: q is part of every
@@ -251,7 +255,7 @@ class SequentialMonteCarlo(Engine):
                 start, pool = particles, _pool(particles)
                 accepted, tried = np.zeros(len(kinds)), np.zeros(len(kinds))
                 sweeps, correlation = 0, 1.0
-                retired = self.retired_kernels(rounds)
+                retired = self.retired_kernels(rounds, beta)
                 # Sweep in batches until the particles no longer remember where the round
                 # started (copies of one ancestor have gone their own ways), or the bound.
                 while sweeps < self.max_moves and correlation > threshold:

@@ -61,3 +61,20 @@ def test_network_proposes_every_choice_of_the_demo_event():
     _, channels = post.values_of("channel")
     proposed = np.bincount(np.asarray(channels, dtype=int))   # unweighted: the network's draws
     assert int(np.argmax(proposed)) == truth["channel"]
+
+
+def test_network_guided_smc_names_the_demo_event_and_keeps_the_tau_moves_for_the_end():
+    """ic_smc with the shipped network names the demo event's channel; the plugin's moves of
+    the tau momentum (which the network would have to score before the last round) run in
+    the last round only, and are accepted there."""
+    sim = TauDecaySimulator()
+    truth = et.simulate(sim, seed=DEMO_TRUTH_SEED).result
+    post = et.infer(sim, observe={"calorimeter": truth["calorimeter"]}, engine="ic_smc",
+                    network=NETWORK, num_traces=50, seed=0, progress=False, executor="serial")
+    rounds = post.metadata["round_stats"]
+    assert all(r["tried_model"] == 0 for r in rounds[:-1]), rounds
+    assert rounds[-1]["beta"] == 1.0 and rounds[-1]["acceptance_model"] > 0.5, rounds[-1]
+    assert post.metadata["ic"]["prior_fallbacks"] == 0
+    _, channels = post.values_of("channel")
+    p_true = float(np.mean(np.asarray(channels, dtype=int) == truth["channel"]))
+    assert p_true > 0.9, p_true
