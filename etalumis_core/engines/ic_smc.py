@@ -67,9 +67,9 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
         As for :class:`~.smc.SequentialMonteCarlo`, but ``"final"`` by default: before the last
         round every accepted move is also scored under the network, and the simulator's own
         moves, accepted most of the time, would cost a network pass each besides their run.
-        They keep the likelihood where they move along its level sets (the tau plugin's
-        moves hold every visible particle in place), so tempering loses nothing to their
-        absence; in the last round they spread the population over what the data leave free.
+        Where they move along the likelihood's level sets (the tau plugin's hold every
+        visible particle in place), the tempering loses nothing without them; in the last
+        round they spread the population over what the data leave free.
     options:
         Everything else as for :class:`~.smc.SequentialMonteCarlo` (``ess_fraction``,
         ``moves``, ``max_moves``, ``chunk_size``, ...).
