@@ -32,6 +32,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 import etalumis_core as et  # noqa: E402
+from etalumis_core.calibration import summary_lines  # noqa: E402
 from etalumis_toy_tau_decay import TauDecaySimulator  # noqa: E402
 
 NETWORK = "pkg://etalumis_toy_tau_decay/network/network.pt"
@@ -73,12 +74,12 @@ def main() -> None:
     # The default configuration spelled out, as the `etalumis calibrate` command records it (so
     # either can resume the other's run).
     simulator_options = TauDecaySimulator().config()
-    rows, events = {}, {}
+    rows, events, summaries = {}, {}, {}
     for engine, options in runs.items():
         output = Path(args.output) / engine
         print(f"== {engine} with {options['num_traces']} particles on {args.events} events "
               f"({output})", flush=True)
-        et.calibrate("toy_tau_decay", engine=engine, num_events=args.events, output_dir=output,
+        summaries[engine] = et.calibrate("toy_tau_decay", engine=engine, num_events=args.events, output_dir=output,
                      executor="process", executor_options={"num_workers": args.workers},
                      simulator_options=simulator_options, **options)
         events[engine] = calibrated_events(output)
@@ -90,6 +91,11 @@ def main() -> None:
         print(f"{engine:8} {r['top1']:6.2f} {r['p_true']:8.3f} "
               f"{r['sure_right']:>6d} of {r['sure']:<4d} "
               f"{' '.join(f'{c:.2f}' for c in r['coverage']):>16} {r['cpu']:12.1f}")
+
+    print("\nchannel probabilities against calibrate's reliability band:")
+    for engine, summary in summaries.items():
+        print(f"{engine:8}" + next(line for line in summary_lines(summary)
+                                   if line.startswith("  channel:"))[len("  channel:"):])
 
     indices = range(args.events)
     channel = {e: [events[e][i]["latents"]["channel"] for i in indices] for e in runs}

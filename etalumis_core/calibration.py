@@ -40,7 +40,7 @@ from .seeding import chunk_rng, resolve_seed
 from .simulator import Simulator, simulator_name
 from .trace import FACTOR, OBSERVE, Trace
 
-__all__ = ["calibrate", "score_event", "summarize", "coverage_band", "LEVELS"]
+__all__ = ["calibrate", "score_event", "summarize", "summary_lines", "coverage_band", "LEVELS"]
 
 log = logging.getLogger(__name__)
 
@@ -175,23 +175,31 @@ def _write_json(path: str, obj: Any) -> None:
 
 
 # -- many events -------------------------------------------------------------------------------
-def _reliability(p_top: np.ndarray, correct: np.ndarray) -> list[dict]:
+def _reliability(p_top: np.ndarray, correct: np.ndarray, confidence: float) -> list[dict]:
+    # A calibrated engine's number right in a bin is a sum of independent Bernoullis with the
+    # predicted probabilities; the binomial at their mean has at least that variance, so its
+    # band is the conservative one.
     edges = np.linspace(0.0, 1.0, RELIABILITY_BINS + 1)
     which = np.clip(np.digitize(p_top, edges) - 1, 0, RELIABILITY_BINS - 1)
     table = []
     for b in range(RELIABILITY_BINS):
         mask = which == b
         if mask.any():
-            table.append({"low": float(edges[b]), "high": float(edges[b + 1]),
-                          "count": int(mask.sum()), "mean_predicted": float(p_top[mask].mean()),
-                          "fraction_correct": float(correct[mask].mean())})
+            count = int(mask.sum())
+            predicted = float(np.clip(p_top[mask].mean(), 0.0, 1.0))
+            fraction = float(correct[mask].mean())
+            band = coverage_band(count, predicted, confidence)
+            table.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": count,
+                          "mean_predicted": predicted, "fraction_correct": fraction,
+                          "band": list(band), "within_band": band[0] <= fraction <= band[1]})
     return table
 
 
 def summarize(events: Sequence[Mapping[str, Any]], confidence: float = CONFIDENCE) -> dict:
     """Per latent, over events: coverage of each central interval with its binomial band and
     the truth's ranks (continuous); top-1 accuracy, mean probability of the true value and the
-    reliability table (discrete)."""
+    reliability table, each bin with the binomial band of its fraction right (discrete).
+    ``within_band``: every level, or every bin, inside its band."""
     by_name: dict[str, list[dict]] = {}
     for event in events:
         for name, score in event["latents"].items():
@@ -211,10 +219,12 @@ def summarize(events: Sequence[Mapping[str, Any]], confidence: float = CONFIDENC
         else:
             p_top = np.array([s["p_top"] for s in scores])
             correct = np.array([s["correct"] for s in scores], dtype=np.float64)
+            table = _reliability(p_top, correct, confidence)
             out[name] = {"kind": "discrete", "num_events": n, "top1": float(correct.mean()),
                          "mean_p_top": float(p_top.mean()),
                          "mean_p_true": float(np.mean([s["p_true"] for s in scores])),
-                         "reliability": _reliability(p_top, correct)}
+                         "reliability": table,
+                         "within_band": all(row["within_band"] for row in table)}
     return out
 
 
@@ -270,7 +280,8 @@ def calibrate(simulator: Any, engine: str | Engine = "importance", num_events: i
         {"simulator", "engine", "num_events", "event_seed", "cpu_seconds_per_event",
          "wall_seconds", "latents": {NAME: {"kind": "continuous", "coverage": {"0.5": f, ...},
          "ranks": [...], ...} | {"kind": "discrete", "top1": f, "mean_p_true": f,
-         "reliability": [...], ...}}}
+         "reliability": [{"low", "high", "count", "mean_predicted", "fraction_correct",
+         "band", "within_band"}, ...], ...}}, "within_band": bool}
 
     ``cpu_seconds_per_event`` is the process time of the workers spent inferring an event;
     ``wall_seconds`` the duration of this call (``wall_seconds_per_event``: of one inference).
@@ -338,13 +349,34 @@ def calibrate(simulator: Any, engine: str | Engine = "importance", num_events: i
         "wall_seconds": time.perf_counter() - started,
         "latents": summarize(events),
     }
-    continuous = [v for v in summary["latents"].values() if v["kind"] == "continuous"]
-    summary["within_band"] = all(v["within_band"] for v in continuous)
+    summary["within_band"] = all(v["within_band"] for v in summary["latents"].values())
     if out is not None:
         if plots:
             summary["plots"] = [os.path.basename(p) for p in plot_calibration(summary, out)]
         _write_json(os.path.join(out, SUMMARY), summary)
     return summary
+
+
+def summary_lines(summary: Mapping[str, Any]) -> list[str]:
+    """The summary in words, a line per latent, naming what falls outside its band."""
+    lines = [f"{summary['engine']} on {summary['simulator']}: {summary['num_events']} events, "
+             f"{summary['cpu_seconds_per_event']:.3g} CPU-s per event"]
+    percent = f"{summary['confidence']:.0%}"
+    for name, latent in summary["latents"].items():
+        if latent["kind"] == "continuous":
+            flag = "" if latent["within_band"] else f"  OUTSIDE the {percent} band"
+            lines.append(f"  {name}: coverage " + ", ".join(
+                f"{k} -> {v:.2f}" for k, v in latent["coverage"].items()) + flag)
+            continue
+        flag = "".join(
+            f"  OUTSIDE the {percent} band where p(top) is {r['low']:.1f}-{r['high']:.1f}: "
+            f"{round(r['fraction_correct'] * r['count'])} of {r['count']} right, a calibrated "
+            f"engine {round(r['band'][0] * r['count'])}-{round(r['band'][1] * r['count'])}"
+            for r in latent["reliability"] if not r["within_band"])
+        lines.append(f"  {name}: top-1 {latent['top1']:.2f} (mean probability of the top value "
+                     f"{latent['mean_p_top']:.2f}), mean p(truth) {latent['mean_p_true']:.2f}"
+                     + flag)
+    return lines
 
 
 # -- plots -------------------------------------------------------------------------------------
@@ -421,8 +453,11 @@ def plot_calibration(summary: Mapping[str, Any], output_dir: str, limit: int = 1
         for ax, name in zip(axes, discrete):
             table = latents[name]["reliability"]
             ax.plot([0, 1], [0, 1], color="k", lw=0.8)
+            for r in table:   # the band a calibrated engine's bin stays inside
+                ax.plot([r["mean_predicted"]] * 2, r["band"], color="0.6", lw=3, zorder=0)
             ax.scatter([r["mean_predicted"] for r in table], [r["fraction_correct"] for r in table],
-                       s=[10 + 4 * r["count"] for r in table], color="tab:orange")
+                       s=[10 + 4 * r["count"] for r in table],
+                       c=["tab:orange" if r["within_band"] else "tab:red" for r in table])
             ax.set_xlim(0, 1.02)
             ax.set_ylim(0, 1.02)
             ax.set_title(f"{name}: top-1 {latents[name]['top1']:.2f}", fontsize=9)

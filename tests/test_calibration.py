@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import etalumis_core as et
-from etalumis_core.calibration import LEVELS, coverage_band, summarize
+from etalumis_core.calibration import LEVELS, coverage_band, summarize, summary_lines
 from etalumis_core.errors import ConfigError
 
 SHAPE = {"simulator", "engine", "num_events", "event_seed", "cpu_seconds_per_event",
@@ -131,6 +131,30 @@ def test_float_valued_names_declared_discrete_are_scored_as_categories():
     assert k["kind"] == k_tag["kind"] == "discrete"
     # the tag is the category itself: the same scores as the sampled one
     assert (k_tag["top1"], k_tag["mean_p_true"]) == (k["top1"], k["mean_p_true"])
+
+
+def test_an_overconfident_engine_leaves_the_reliability_band():
+    """Each reliability bin carries the binomial band of its fraction right. With seed 0 the
+    calibrated engine's bins lie inside theirs (the nearest 0.05 from an edge); the engine with
+    tripled log weights calls 144 of 200 events at 0.9 or more and is right in 90 % of them,
+    below that bin's band (0.96-1)."""
+    kwargs = dict(num_events=200, num_traces=200, seed=0, progress=False)
+    honest = et.calibrate(_tagged_category, engine="importance", **kwargs)
+    k = honest["latents"]["k"]
+    assert k["kind"] == "discrete" and k["within_band"]
+    for row in k["reliability"]:
+        assert row["band"] == list(coverage_band(row["count"], row["mean_predicted"]))
+        assert row["band"][0] <= row["fraction_correct"] <= row["band"][1] and row["within_band"]
+    assert "OUTSIDE" not in next(line for line in summary_lines(honest) if line.startswith("  k:"))
+
+    sharp = et.calibrate(_tagged_category, engine=SharpenedImportance(), **kwargs)
+    k = sharp["latents"]["k"]
+    assert not k["within_band"] and not sharp["within_band"]
+    top = k["reliability"][-1]
+    assert top["low"] == 0.9 and top["count"] > 100 and top["fraction_correct"] < top["band"][0]
+    line = next(line for line in summary_lines(sharp) if line.startswith("  k:"))
+    assert f"OUTSIDE the 99% band where p(top) is 0.9-1.0: " \
+           f"{round(top['fraction_correct'] * top['count'])} of {top['count']} right" in line
 
 
 def test_summarize_scores_by_name():

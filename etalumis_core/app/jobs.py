@@ -343,7 +343,7 @@ def train_from_config(cfg: Any, output_dir: str, plugins: Plugins | None = None)
 
 # -- calibrate ---------------------------------------------------------------------------------
 def calibrate_from_config(cfg: Any, output_dir: str, plugins: Plugins | None = None) -> dict:
-    from ..calibration import calibrate
+    from ..calibration import calibrate, summary_lines
 
     plugins = plugins or load_plugins()
     spec = simulator_spec(plugins, cfg.simulator)
@@ -356,17 +356,7 @@ def calibrate_from_config(cfg: Any, output_dir: str, plugins: Plugins | None = N
                             seed=int(cfg.seed), output_dir=target, executor=executor,
                             progress=bool(cfg.progress), plots=bool(cfg.plots), names=names,
                             discrete=list(cfg.get("discrete") or ()))
-    lines = [f"{summary['engine']} on {summary['simulator']}: {summary['num_events']} events, "
-             f"{summary['cpu_seconds_per_event']:.3g} CPU-s per event"]
-    for name, latent in summary["latents"].items():
-        if latent["kind"] == "continuous":
-            flag = "" if latent["within_band"] else "  OUTSIDE the 99% band"
-            lines.append(f"  {name}: coverage " + ", ".join(
-                f"{k} -> {v:.2f}" for k, v in latent["coverage"].items()) + flag)
-        else:
-            lines.append(f"  {name}: top-1 {latent['top1']:.2f} (mean probability of the top "
-                         f"value {latent['mean_p_top']:.2f}), mean p(truth) "
-                         f"{latent['mean_p_true']:.2f}")
+    lines = summary_lines(summary)
     summary["message"] = "\n".join(lines) + f"\nresults in {target}: calibration.json" + "".join(
         f", {p}" for p in summary.get("plots", []))
     return summary
