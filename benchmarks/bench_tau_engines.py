@@ -33,7 +33,6 @@ import numpy as np  # noqa: E402
 
 import etalumis_core as et  # noqa: E402
 from etalumis_core.calibration import summary_lines  # noqa: E402
-from etalumis_toy_tau_decay import TauDecaySimulator  # noqa: E402
 
 NETWORK = "pkg://etalumis_toy_tau_decay/network/network.pt"
 MOMENTA = ("px", "py", "pz")
@@ -71,17 +70,14 @@ def main() -> None:
 
     runs = {"smc": {"num_traces": args.smc_particles},
             "ic_smc": {"num_traces": args.ic_particles, "network": NETWORK}}
-    # The default configuration spelled out, as the `etalumis calibrate` command records it (so
-    # either can resume the other's run).
-    simulator_options = TauDecaySimulator().config()
     rows, events, summaries = {}, {}, {}
     for engine, options in runs.items():
         output = Path(args.output) / engine
         print(f"== {engine} with {options['num_traces']} particles on {args.events} events "
               f"({output})", flush=True)
-        summaries[engine] = et.calibrate("toy_tau_decay", engine=engine, num_events=args.events, output_dir=output,
-                     executor="process", executor_options={"num_workers": args.workers},
-                     simulator_options=simulator_options, **options)
+        summaries[engine] = et.calibrate(
+            "toy_tau_decay", engine=engine, num_events=args.events, output_dir=output,
+            executor="process", executor_options={"num_workers": args.workers}, **options)
         events[engine] = calibrated_events(output)
         rows[engine] = engine_row([events[engine][i] for i in range(args.events)])
 

@@ -20,6 +20,7 @@ A killed run resumes in the same directory, skipping the events already written.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -228,7 +229,26 @@ def summarize(events: Sequence[Mapping[str, Any]], confidence: float = CONFIDENC
     return out
 
 
-def _check_manifest(output_dir: str, manifest: dict) -> None:
+def _options_beyond_defaults(simulator: Any, options: Mapping[str, Any]) -> dict:
+    """The simulator options that differ from its factory's defaults, so that a run records the
+    same simulator the same way whether its options were spelled out (the command line spells
+    out the whole configuration) or left out (the Python API), and either can resume the other."""
+    try:
+        defaults = {k: p.default for k, p in
+                    inspect.signature(getattr(simulator, "factory", None)).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+    except (TypeError, ValueError):   # not a spec, or a factory without a signature
+        defaults = {}
+    from .data.observation import jsonable
+
+    def same(a: Any, b: Any) -> bool:
+        return json.dumps(a, default=jsonable, sort_keys=True) == json.dumps(
+            b, default=jsonable, sort_keys=True)
+
+    return {k: v for k, v in options.items() if not (k in defaults and same(v, defaults[k]))}
+
+
+def _check_manifest(output_dir: str, manifest: dict, simulator: Any) -> None:
     """Write the manifest of a new run; a resumed run must have asked for the same thing."""
     from .data.observation import jsonable
 
@@ -239,6 +259,9 @@ def _check_manifest(output_dir: str, manifest: dict) -> None:
         return
     with open(path) as f:
         old = json.load(f)
+    # A run recorded with its options spelled out resumes with them left out, and back.
+    old["simulator_options"] = _options_beyond_defaults(simulator,
+                                                        old.get("simulator_options") or {})
     if old != manifest:
         diff = {k: (old.get(k), v) for k, v in manifest.items() if old.get(k) != v}
         raise ConfigError(f"{output_dir} already holds a different calibration run (differences, "
@@ -305,12 +328,13 @@ def calibrate(simulator: Any, engine: str | Engine = "importance", num_events: i
         os.makedirs(out, exist_ok=True)
         _check_manifest(out, {
             "format": "etalumis-calibration", "simulator": name,
-            "simulator_options": dict(getattr(simulator, "kwargs", None) or {}),
+            "simulator_options": _options_beyond_defaults(
+                simulator, getattr(simulator, "kwargs", None) or {}),
             "engine": engine_obj.name, "engine_options": engine_obj.options(),
             "engine_class": f"{type(engine_obj).__module__}.{type(engine_obj).__qualname__}",
             "num_events": int(num_events), "event_seed": event_seed, "num_traces": int(num_traces),
             "seed": seed, "names": list(names) if names is not None else None,
-            **({"discrete": sorted(discrete)} if discrete else {})})
+            **({"discrete": sorted(discrete)} if discrete else {})}, simulator)
 
     results: list[dict | None] = [None] * num_events
     items, todo = [], []

@@ -99,6 +99,41 @@ def test_a_killed_run_resumes_and_other_arguments_are_refused(tmp_path):
         et.calibrate("gaussian", output_dir=tmp_path, **{**args, "num_traces": 300})
 
 
+def gaussian_with_noise(noise: float = 1.0):
+    def model():
+        mu = et.sample(et.Normal(0.0, 1.0), name="mu")
+        et.observe(et.Normal(mu, noise), name="y")
+    return model
+
+
+def test_options_spelled_out_or_left_at_their_defaults_are_the_same_run(tmp_path):
+    """The command line passes a simulator's whole config, the Python API none of it: a run
+    records only the options that differ from the factory's defaults, so either resumes the
+    other, and a manifest written with the options spelled out still resumes."""
+    from etalumis_core.simulator import SimulatorSpec
+
+    def spec(**options):
+        return SimulatorSpec(gaussian_with_noise, options, name="noisy")
+
+    args = dict(engine="importance", num_events=6, num_traces=100, seed=1, plots=False,
+                progress=False, output_dir=tmp_path)
+    full = et.calibrate(spec(noise=1.0), **args)
+    manifest = tmp_path / "calibration_manifest.json"
+    assert json.loads(manifest.read_text())["simulator_options"] == {}
+    events = tmp_path / "events"
+    kept = {p.name: p.stat().st_mtime_ns for p in sorted(events.iterdir())[:4]}
+    for path in sorted(events.iterdir())[4:]:
+        path.unlink()
+    assert et.calibrate(spec(), **args)["latents"] == full["latents"]
+    assert {p.name: p.stat().st_mtime_ns for p in sorted(events.iterdir())[:4]} == kept
+    # as an earlier version wrote it from the command line
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()),
+                                    "simulator_options": {"noise": 1.0}}))
+    assert et.calibrate(spec(), **args)["latents"] == full["latents"]
+    with pytest.raises(ConfigError, match="simulator_options"):
+        et.calibrate(spec(noise=2.0), **args)
+
+
 def test_discrete_latents_get_top1_and_a_reliability_table():
     summary = et.calibrate("poisson_mixture", engine="importance", num_events=40,
                            num_traces=500, progress=False)

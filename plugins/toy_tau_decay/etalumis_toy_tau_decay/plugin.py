@@ -9,14 +9,10 @@ from etalumis_core import hookimpl
 from .model import TauDecaySimulator
 
 
-def make_simulator(**config: Any) -> TauDecaySimulator:
-    """Build the tau-decay simulator from keyword arguments (see :class:`TauDecaySimulator`)."""
-    return TauDecaySimulator(**config)
-
-
 @hookimpl
 def etalumis_register_simulators(register: Any) -> None:
-    register("toy_tau_decay", make_simulator,
+    # The class itself, so that its defaults are visible to whoever records a run's options.
+    register("toy_tau_decay", TauDecaySimulator,
              description="tau- decay (38 channels) with a 35x35x20 voxel calorimeter")
 
 

@@ -187,7 +187,7 @@ def test_truth_explains_its_event_far_better_than_alternatives():
     assert log_l(mean) - log_l(np.roll(mean, 1, axis=1)) > 10
 
 
-def test_plugin_registers_the_simulator_and_its_config():
+def test_plugin_registers_the_simulator_and_its_config(tmp_path):
     plugins = et.load_plugins(load_entry_points=False, extra=[("toy_tau_decay", plugin)])
     sim = plugins.simulators.create("toy_tau_decay", sigma0=0.01)
     assert isinstance(sim, TauDecaySimulator) and sim.sigma0 == 0.01
@@ -197,7 +197,15 @@ def test_plugin_registers_the_simulator_and_its_config():
                         "toy_tau_decay.yaml")
     conf = OmegaConf.to_container(OmegaConf.load(path))
     assert conf["name"] == "toy_tau_decay"
-    assert plugin.make_simulator(**conf["params"]).config() == TauDecaySimulator().config()
+    assert plugins.simulators.create("toy_tau_decay", **conf["params"]).config() \
+        == TauDecaySimulator().config()
+    # The config holds the defaults, so a calibration started from the command line records
+    # the same simulator as one started from Python, and either resumes the other.
+    et.calibrate("toy_tau_decay", engine="importance", num_events=1, num_traces=4,
+                 simulator_options=conf["params"], output_dir=tmp_path, plots=False,
+                 progress=False, plugins=plugins)
+    with open(tmp_path / "calibration_manifest.json") as f:
+        assert json.load(f)["simulator_options"] == {}
 
 
 def test_report_writes_summary_and_plots(sim, tmp_path):
