@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 LEVELS = (0.5, 0.8, 0.9, 0.95)   # nominal coverages of the central intervals scored
 CONFIDENCE = 0.99                # of the binomial band around each nominal coverage
 RELIABILITY_BINS = 10
+_TIE_BREAK_STREAM = 2 ** 31 - 1   # a stream of the event's seed that no engine's work item uses
 MANIFEST = "calibration_manifest.json"
 SUMMARY = "calibration.json"
 
@@ -84,7 +85,8 @@ def scalar_truths(trace: Trace, names: Sequence[str] | None = None) -> dict[str,
     return out
 
 
-def _score(marginal: Marginal, truth: Any, discrete: bool = False) -> dict:
+def _score(marginal: Marginal, truth: Any, discrete: bool = False,
+           tie_break: float = 0.5) -> dict:
     if discrete or marginal.discrete or _is_integer(truth):
         table = marginal.probabilities()
         top, p_top = next(iter(table.items()))
@@ -93,22 +95,27 @@ def _score(marginal: Marginal, truth: Any, discrete: bool = False) -> dict:
                 "p_true": p_true, "correct": bool(top == truth)}
     values, weights = marginal.values, marginal.weights
     truth = float(truth)
-    # The posterior CDF at the truth, ties split evenly: uniform on [0, 1] when calibrated.
-    rank = float(weights[values < truth].sum() + 0.5 * weights[values == truth].sum())
-    bounds = marginal.quantile([q for level in LEVELS for q in ((1 - level) / 2, (1 + level) / 2)])
-    covered = {_key(level): bool(bounds[2 * k] <= truth <= bounds[2 * k + 1])
-               for k, level in enumerate(LEVELS)}
+    # The randomised probability integral transform: the posterior CDF at the truth, with the
+    # posterior's mass at the truth itself split at ``tie_break`` ~ Uniform(0, 1). It is uniform
+    # on [0, 1] for a calibrated engine even where the marginal has atoms (an energy that is
+    # zero whenever a particle type is absent, a tag the observation fixes). Covering by the
+    # central interval of level q is then |rank - 1/2| <= q/2: without atoms, the truth between
+    # the (1 - q)/2 and (1 + q)/2 quantiles; with them, an interval [0, 0] no longer covers
+    # every event whose truth is 0, which would inflate the coverage.
+    rank = float(weights[values < truth].sum() + tie_break * weights[values == truth].sum())
+    covered = {_key(level): bool(abs(rank - 0.5) <= level / 2) for level in LEVELS}
     return {"kind": "continuous", "truth": truth, "rank": rank, "covered": covered,
             "mean": float(marginal.mean), "stddev": float(marginal.stddev)}
 
 
 def score_event(posterior: Posterior, truth: Trace, names: Sequence[str] | None = None,
-                discrete: Sequence[str] = ()) -> dict:
+                discrete: Sequence[str] = (), rng: np.random.Generator | None = None) -> dict:
     """Where the truth's scalar named latents and tags fall in the posterior, by name. A name
     the posterior lacks, or holds only in traces of zero weight, is left out (a latent of a
     trace type the posterior does not reach). Names in ``discrete`` are scored as categories
     even when their values are floats (a category index tagged over PPX, where every number
-    is a double)."""
+    is a double). ``rng`` draws the tie-breaks of the continuous ranks (default: seed 0)."""
+    rng = rng if rng is not None else np.random.default_rng(0)
     out = {}
     for name, value in scalar_truths(truth, names).items():
         try:
@@ -116,7 +123,7 @@ def score_event(posterior: Posterior, truth: Trace, names: Sequence[str] | None 
         except (KeyError, ValueError):
             continue
         if marginal.values.ndim == 1:
-            out[name] = _score(marginal, value, name in discrete)
+            out[name] = _score(marginal, value, name in discrete, float(rng.random()))
     return out
 
 
@@ -161,7 +168,8 @@ def _calibrate_event(simulator: Simulator, item: tuple, report: Callable[[int], 
     result = {"event": index, "truth_seed": truth_seed, "seed": seed,
               "cpu_seconds": time.process_time() - cpu,
               "wall_seconds": time.perf_counter() - wall,
-              "latents": score_event(posterior, truth, names, discrete)}
+              "latents": score_event(posterior, truth, names, discrete,
+                                     chunk_rng(seed, _TIE_BREAK_STREAM))}
     if output_dir is not None:
         _write_json(_event_path(output_dir, index), result)
     report(1)
