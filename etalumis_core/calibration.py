@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 LEVELS = (0.5, 0.8, 0.9, 0.95)   # nominal coverages of the central intervals scored
 CONFIDENCE = 0.99                # of the binomial band around each nominal coverage
 RELIABILITY_BINS = 10
+# Version of the event scores: 2 splits posterior mass at the truth at a uniform draw and
+# covers by the rank (1 split it evenly and covered by quantiles). A run's events must agree.
+SCORING = 2
 _TIE_BREAK_STREAM = 2 ** 31 - 1   # a stream of the event's seed that no engine's work item uses
 MANIFEST = "calibration_manifest.json"
 SUMMARY = "calibration.json"
@@ -267,6 +270,11 @@ def _check_manifest(output_dir: str, manifest: dict, simulator: Any) -> None:
         return
     with open(path) as f:
         old = json.load(f)
+    if old.get("scoring", 1) != manifest["scoring"]:
+        raise ConfigError(f"{output_dir} holds events scored by an earlier version of calibrate "
+                          f"(scoring {old.get('scoring', 1)}, now {manifest['scoring']}); its "
+                          f"summary would mix the two, so start the run again in another "
+                          f"output directory")
     # A run recorded with its options spelled out resumes with them left out, and back.
     old["simulator_options"] = _options_beyond_defaults(simulator,
                                                         old.get("simulator_options") or {})
@@ -335,7 +343,7 @@ def calibrate(simulator: Any, engine: str | Engine = "importance", num_events: i
     if out is not None:
         os.makedirs(out, exist_ok=True)
         _check_manifest(out, {
-            "format": "etalumis-calibration", "simulator": name,
+            "format": "etalumis-calibration", "scoring": SCORING, "simulator": name,
             "simulator_options": _options_beyond_defaults(
                 simulator, getattr(simulator, "kwargs", None) or {}),
             "engine": engine_obj.name, "engine_options": engine_obj.options(),

@@ -97,6 +97,12 @@ def test_a_killed_run_resumes_and_other_arguments_are_refused(tmp_path):
     assert json.loads((events / "event-000011.json").read_text())["truth_seed"] == 16
     with pytest.raises(ConfigError, match="num_traces.*repeat its arguments"):
         et.calibrate("gaussian", output_dir=tmp_path, **{**args, "num_traces": 300})
+    manifest = tmp_path / "calibration_manifest.json"
+    earlier = json.loads(manifest.read_text())
+    del earlier["scoring"]   # as written before scoring 2: intervals from quantiles
+    manifest.write_text(json.dumps(earlier))
+    with pytest.raises(ConfigError, match="scored by an earlier version.*another output"):
+        et.calibrate("gaussian", output_dir=tmp_path, **args)
 
 
 def gaussian_with_noise(noise: float = 1.0):
