@@ -259,7 +259,7 @@ def _options_beyond_defaults(simulator: Any, options: Mapping[str, Any]) -> dict
     return {k: v for k, v in options.items() if not (k in defaults and same(v, defaults[k]))}
 
 
-def _check_manifest(output_dir: str, manifest: dict, simulator: Any) -> None:
+def _check_manifest(output_dir: str, manifest: dict) -> None:
     """Write the manifest of a new run; a resumed run must have asked for the same thing."""
     from .data.observation import jsonable
 
@@ -275,9 +275,6 @@ def _check_manifest(output_dir: str, manifest: dict, simulator: Any) -> None:
                           f"(scoring {old.get('scoring', 1)}, now {manifest['scoring']}); its "
                           f"summary would mix the two, so start the run again in another "
                           f"output directory")
-    # A run recorded with its options spelled out resumes with them left out, and back.
-    old["simulator_options"] = _options_beyond_defaults(simulator,
-                                                        old.get("simulator_options") or {})
     if old != manifest:
         diff = {k: (old.get(k), v) for k, v in manifest.items() if old.get(k) != v}
         raise ConfigError(f"{output_dir} already holds a different calibration run (differences, "
@@ -350,7 +347,7 @@ def calibrate(simulator: Any, engine: str | Engine = "importance", num_events: i
             "engine_class": f"{type(engine_obj).__module__}.{type(engine_obj).__qualname__}",
             "num_events": int(num_events), "event_seed": event_seed, "num_traces": int(num_traces),
             "seed": seed, "names": list(names) if names is not None else None,
-            **({"discrete": sorted(discrete)} if discrete else {})}, simulator)
+            **({"discrete": sorted(discrete)} if discrete else {})})
 
     results: list[dict | None] = [None] * num_events
     items, todo = [], []

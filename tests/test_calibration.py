@@ -115,7 +115,7 @@ def gaussian_with_noise(noise: float = 1.0):
 def test_options_spelled_out_or_left_at_their_defaults_are_the_same_run(tmp_path):
     """The command line passes a simulator's whole config, the Python API none of it: a run
     records only the options that differ from the factory's defaults, so either resumes the
-    other, and a manifest written with the options spelled out still resumes."""
+    other."""
     from etalumis_core.simulator import SimulatorSpec
 
     def spec(**options):
@@ -132,10 +132,6 @@ def test_options_spelled_out_or_left_at_their_defaults_are_the_same_run(tmp_path
         path.unlink()
     assert et.calibrate(spec(), **args)["latents"] == full["latents"]
     assert {p.name: p.stat().st_mtime_ns for p in sorted(events.iterdir())[:4]} == kept
-    # as an earlier version wrote it from the command line
-    manifest.write_text(json.dumps({**json.loads(manifest.read_text()),
-                                    "simulator_options": {"noise": 1.0}}))
-    assert et.calibrate(spec(), **args)["latents"] == full["latents"]
     with pytest.raises(ConfigError, match="simulator_options"):
         et.calibrate(spec(noise=2.0), **args)
 
