@@ -432,7 +432,7 @@ def _grid(plt: Any, count: int, title: str) -> tuple[Any, list]:
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
     for ax in list(axes.flat)[count:]:
         ax.axis("off")
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     return fig, list(axes.flat)[:count]
 
 
@@ -490,11 +490,17 @@ def plot_calibration(summary: Mapping[str, Any], output_dir: str, limit: int = 1
         for ax, name in zip(axes, discrete):
             table = latents[name]["reliability"]
             ax.plot([0, 1], [0, 1], color="k", lw=0.8)
-            for r in table:   # the band a calibrated engine's bin stays inside
-                ax.plot([r["mean_predicted"]] * 2, r["band"], color="0.6", lw=3, zorder=0)
             ax.scatter([r["mean_predicted"] for r in table], [r["fraction_correct"] for r in table],
-                       s=[10 + 4 * r["count"] for r in table],
+                       s=[10 + 4 * r["count"] for r in table], alpha=0.5,
                        c=["tab:orange" if r["within_band"] else "tab:red" for r in table])
+            for r in table:   # the band a calibrated engine's bin stays inside, drawn on top
+                ax.errorbar(r["mean_predicted"], sum(r["band"]) / 2,
+                            yerr=(r["band"][1] - r["band"][0]) / 2, color="k", lw=1, capsize=3)
+                right = round(r["fraction_correct"] * r["count"])
+                ax.annotate(f"{right}/{r['count']}", (r["mean_predicted"], r["fraction_correct"]),
+                            textcoords="offset points", ha="right",
+                            xytext=(-8, -14 if r["fraction_correct"] > 0.5 else 6),
+                            fontsize=7)
             ax.set_xlim(0, 1.02)
             ax.set_ylim(0, 1.02)
             ax.set_title(f"{name}: top-1 {latents[name]['top1']:.2f}", fontsize=9)
