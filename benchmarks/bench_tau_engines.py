@@ -1,7 +1,7 @@
 """Network-guided SMC against SMC from the prior, over tau events drawn from the prior.
 
 Both engines are calibrated (``etalumis_core.calibrate``) on the same ``--events`` toy_tau_decay
-events (truth seeds 0, 1, ...; every decay channel, the observation drawn through the model's
+events (truth seeds ``--event-seed``, +1, ...; every decay channel, the observation drawn through the model's
 own likelihood): ``smc`` from the prior with ``--smc-particles`` (the default job's size) and
 ``ic_smc`` with ``--ic-particles``, started from the network that ships with the plugin. The
 script prints, for each, what the calibration measures (channel top-1, mean probability of the
@@ -10,7 +10,7 @@ py, pz, CPU-seconds per event), then the event-by-event difference in the probab
 true channel with its standard error, the events only one engine names right, and the ratio
 of CPU-seconds per event.
 
-    python benchmarks/bench_tau_engines.py [--events 100] [--smc-particles 1000] \
+    python benchmarks/bench_tau_engines.py [--events 100] [--event-seed 0] [--smc-particles 1000] \
         [--ic-particles 50] [--workers 2] [--output bench_tau_engines]
 
 Events run ``--workers`` at a time, each on one core. At the defaults the ``smc`` half takes
@@ -62,6 +62,7 @@ def engine_row(events: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100)
+    parser.add_argument("--event-seed", type=int, default=0, help="truth seed of the first event")
     parser.add_argument("--smc-particles", type=int, default=1000)
     parser.add_argument("--ic-particles", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
@@ -76,8 +77,8 @@ def main() -> None:
         print(f"== {engine} with {options['num_traces']} particles on {args.events} events "
               f"({output})", flush=True)
         summaries[engine] = et.calibrate(
-            "toy_tau_decay", engine=engine, num_events=args.events, output_dir=output,
-            executor="process", executor_options={"num_workers": args.workers}, **options)
+            "toy_tau_decay", engine=engine, num_events=args.events, event_seed=args.event_seed,
+            output_dir=output, executor="process", executor_options={"num_workers": args.workers}, **options)
         events[engine] = calibrated_events(output)
         rows[engine] = engine_row([events[engine][i] for i in range(args.events)])
 
@@ -100,9 +101,9 @@ def main() -> None:
     print(f"\np(true channel), ic_smc - smc, event by event: {difference.mean():+.3f} "
           f"± {difference.std(ddof=1) / np.sqrt(len(difference)):.3f} (standard error)")
     for engine, other in (("smc", "ic_smc"), ("ic_smc", "smc")):
-        only = [i for i, a, b in zip(indices, channel[engine], channel[other])
+        only = [args.event_seed + i for i, a, b in zip(indices, channel[engine], channel[other])
                 if a["correct"] and not b["correct"]]
-        print(f"named right by {engine} alone: {len(only)} events {only}")
+        print(f"named right by {engine} alone: {len(only)} events, truth seeds {only}")
     print(f"CPU-seconds per event, smc / ic_smc: "
           f"{rows['smc']['cpu'] / rows['ic_smc']['cpu']:.1f}x (target >= 10x)")
 
