@@ -51,5 +51,8 @@ def run(rank: int, world_size: int, init_method: str, dataset: str, out: str) ->
         torch.save({"losses": torch.tensor(result.losses),
                     "traces_trained": torch.tensor(net.traces_trained)},
                    f"{out}/online-result-rank{rank}.pt")
+        # Leave together: a rank that tears down its gloo connections while the other still
+        # holds them open can abort the other process.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
