@@ -88,8 +88,7 @@ def scalar_truths(trace: Trace, names: Sequence[str] | None = None) -> dict[str,
     return out
 
 
-def _score(marginal: Marginal, truth: Any, discrete: bool = False,
-           tie_break: float = 0.5) -> dict:
+def _score(marginal: Marginal, truth: Any, discrete: bool, tie_break: float) -> dict:
     if discrete or marginal.discrete or _is_integer(truth):
         table = marginal.probabilities()
         top, p_top = next(iter(table.items()))
