@@ -62,14 +62,19 @@ def test_gaussian_unknown_mean(engine, run, options, gaussian_obs):
         within(post.log_evidence, log_evidence, smc_log_evidence_stderr(post), "log evidence")
 
 
-def exact_poisson_mixture(y):
-    """Enumerate n = min(Poisson(2), 4); total | n ~ Normal(0, 3 sqrt n); y ~ Normal(total, 1)."""
+def poisson_mixture_joint(y):
+    """p(n, y) for n = min(Poisson(2), 4); total | n ~ Normal(0, 3 sqrt n); y ~ Normal(total, 1)."""
     from scipy import stats
 
     prior = [stats.poisson.pmf(k, 2.0) for k in range(4)]
     prior.append(1 - sum(prior))
     like = [stats.norm.pdf(y, 0, math.sqrt(9 * n + 1)) for n in range(5)]
-    joint = np.array(prior) * np.array(like)
+    return np.array(prior) * np.array(like)
+
+
+def exact_poisson_mixture(y):
+    """Posterior of the number of clusters and mean of their total, by enumeration."""
+    joint = poisson_mixture_joint(y)
     p_n = joint / joint.sum()
     mean_total = sum(p_n[n] * y * 9 * n / (9 * n + 1) for n in range(5))
     return p_n, mean_total
@@ -318,6 +323,57 @@ def test_smc_on_a_rejection_loop():
     within(float(post.mean("mu")), mean, std / math.sqrt(ess), "E[mu] through a rejection loop")
 
 
+def test_stratified_smc_stays_exact_across_dimensions():
+    """Reserving part of every resampling for each number of clusters the start population
+    drew changes which particles survive, not the posterior nor the evidence."""
+    y = 6.0
+    p_n, mean_total = exact_poisson_mixture(y)
+    post = et.infer(poisson_mixture_count, observe={"y": y}, engine="smc", num_traces=3000,
+                    seed=2, stratify="n", progress=False)
+    assert max(r["strata"] for r in post.metadata["round_stats"]) >= 5
+    assert set(post.metadata["start_shares"]) >= {"0", "1", "2", "3", "4"}
+    probs = post.marginal("clusters").probabilities()
+    ess = effective_size(post, "clusters")
+    for n in range(5):
+        p = p_n[n]
+        within(probs.get(n, 0.0), p, math.sqrt(max(p * (1 - p), 1e-3) / ess),
+               f"stratified smc P(n={n})")
+    total = post.marginal("total")
+    within(float(total.mean), mean_total,
+           float(total.stddev) / math.sqrt(effective_size(post, "total")), "E[total]")
+    within(post.log_evidence, math.log(poisson_mixture_joint(y).sum()),
+           smc_log_evidence_stderr(post), "log evidence")
+
+
+def test_stratified_resampling_reserves_shares_and_corrects_weights():
+    """A stratum the weights have all but dropped keeps its reserved share of the draws, and
+    the weights its particles carry give every stratum back exactly its weight."""
+    from etalumis_core.engines.smc import _stratified
+
+    n = 1000
+    strata = ["a"] * 600 + ["b"] * 300 + ["c"] * 100
+    log_weight = {"a": math.log(0.98 / 600), "b": math.log(0.02 / 300), "c": -math.inf}
+    log_w = np.array([log_weight[s] for s in strata])
+    start = {"a": 0.2, "b": 0.3, "c": 0.5}
+    chosen, carried = _stratified(log_w, strata, start, 0.5, np.random.default_rng(0))
+    picked = np.array(strata)[chosen]
+    share = {"a": 0.5 * 0.98 + 0.5 * 0.2, "b": 0.5 * 0.02 + 0.5 * 0.3}
+    for s, allotted in share.items():
+        assert abs(np.sum(picked == s) - n * allotted / sum(share.values())) <= 1
+    assert not np.any(picked == "c")   # no weight, no draws: its reserve goes to the others
+    w = np.exp(carried)
+    assert np.sum(w[picked == "b"]) / np.sum(w) == pytest.approx(0.02, rel=1e-2)
+
+
+def test_stratify_names_a_choice_the_model_makes(gaussian_obs):
+    with pytest.raises(ValueError, match="stratify='chanel'.*discrete choices are: none"):
+        et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", num_traces=50,
+                 seed=0, stratify="chanel", progress=False)
+    with pytest.raises(ValueError, match="stratum_share"):
+        et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", stratify="n",
+                 stratum_share=1.5)
+
+
 def test_genealogy_ess_counts_lines_not_copies():
     rng = np.random.default_rng(0)
     n = 1000
@@ -455,6 +511,21 @@ def test_ic_smc_trans_dimensional(networks, network):
     total = post.marginal("total")
     within(float(total.mean), mean_total,
            float(total.stddev) / math.sqrt(effective_size(post, "total")), "E[total]")
+
+
+def test_ic_smc_stratified_stays_exact(networks):
+    """Strata drawn from the network's proposal, reserved through the bridge's rounds."""
+    p_n, _ = exact_poisson_mixture(6.0)
+    post = guided(networks, "poisson_mixture", "trained", 800, seed=2, stratify="n")
+    assert max(r["strata"] for r in post.metadata["round_stats"]) >= 4
+    probs = post.marginal("clusters").probabilities()
+    ess = effective_size(post, "clusters")
+    for n in range(5):
+        p = p_n[n]
+        within(probs.get(n, 0.0), p, math.sqrt(max(p * (1 - p), 1e-3) / ess),
+               f"stratified ic_smc P(n={n})")
+    within(post.log_evidence, math.log(poisson_mixture_joint(6.0).sum()),
+           smc_log_evidence_stderr(post), "log evidence")
 
 
 @pytest.mark.parametrize("network", ["untrained", "trained"])

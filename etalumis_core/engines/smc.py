@@ -31,6 +31,12 @@ fewer accepted moves mean more sweeps. The final particles are equally weighted 
 one ancestor are not independent: the effective sample size is estimated from the genealogy
 (:func:`genealogy_ess`), not counted.
 
+With ``stratify`` naming a discrete choice (a decay channel), the resampling before the last
+round reserves a share of the population for each of its values that the start population
+made, and the particles carry the weights that correct for it: a richer explanation that the
+lightly tempered likelihood ranks below a simpler one keeps particles until the moves have
+placed them and the likelihood, fully weighed, decides between them.
+
 Both acceptance ratios are the lightweight-MH one with the likelihood raised to β. Early rounds,
 where the likelihood is flat, decide between modes and discrete structures by reweighting;
 later rounds refine within them. The product of the rounds' mean incremental weights is an
@@ -77,7 +83,7 @@ class Particle:
     ``log_start_ratio`` = log q(x) − log p(x), how much likelier the start distribution q
     makes the trace than the prior does (0 when SMC starts from the prior)."""
 
-    __slots__ = ("values", "log_probs", "supports", "integer", "controlled", "key",
+    __slots__ = ("values", "log_probs", "supports", "integer", "controlled", "key", "choices",
                  "log_likelihood", "log_start_ratio")
 
     def __init__(self, trace: Trace, log_start_ratio: float = 0.0) -> None:
@@ -86,12 +92,15 @@ class Particle:
         self.supports: dict[str, Any] = {}
         self.integer: set[str] = set()
         key = []
+        self.choices: dict[str, Any] = {}   # the first discrete value of each name (address)
         for v in trace.variables:
             if v.kind is not SAMPLE or not v.control:
                 continue
             self.values[v.address] = v.value
             self.log_probs[v.address] = v.log_prob
             distribution = v.distribution
+            if isinstance(distribution, _UNORDERED) or distribution.discrete:
+                self.choices.setdefault(v.name or v.address, _hashable(v.value))
             if isinstance(distribution, _UNORDERED):
                 key.append((v.address, _hashable(v.value)))
             else:
@@ -153,6 +162,19 @@ class SequentialMonteCarlo(Engine):
         ``metadata["truncated"]``).
     chunk_size:
         Particles per work item; part of the result's definition (seeds are per item).
+    stratify:
+        Name of a discrete choice (its address if unnamed), such as a decay channel, whose
+        values the resampling keeps alive: before the last round, a share ``stratum_share`` of
+        every resampling goes to the values in proportion to how often the start population
+        made them, the rest by weight, and the resampled particles carry the weight that
+        corrects for it (auxiliary resampling: the evidence estimate stays unbiased, the
+        targets unchanged). Early rounds weigh the likelihood lightly, and a richer explanation
+        whose particles start badly placed loses to a simpler one before the moves can place
+        them; this keeps its particles moving until the likelihood, fully weighed, decides.
+        The last round resamples by weight alone, so the posterior's particles are equally
+        weighted as without it.
+    stratum_share:
+        The share of each resampling that ``stratify`` reserves (0: plain resampling).
     """
 
     name = "smc"
@@ -160,8 +182,9 @@ class SequentialMonteCarlo(Engine):
     def __init__(self, ess_fraction: float = 0.5, moves: int = 5, max_moves: int = 10,
                  decorrelation: float = 0.25, redraw_probability: float = 0.25,
                  jump_probability: float = 0.1, model_moves: bool | str = True,
-                 max_rounds: int = 1000, chunk_size: int = 16,
-                 retries: int = 3, max_value_size: int = 4096) -> None:
+                 max_rounds: int = 1000, chunk_size: int = 16, stratify: str | None = None,
+                 stratum_share: float = 0.5, retries: int = 3,
+                 max_value_size: int = 4096) -> None:
         if not 0.0 < ess_fraction < 1.0:
             raise ValueError(f"ess_fraction must lie in (0, 1), got {ess_fraction!r}")
         if moves < 1 or max_moves < moves or max_rounds < 1 or chunk_size < 1:
@@ -171,7 +194,7 @@ class SequentialMonteCarlo(Engine):
         if not 0.0 <= decorrelation < 1.0:
             raise ValueError(f"decorrelation must lie in [0, 1), got {decorrelation!r}")
         for label, p in (("redraw_probability", redraw_probability),
-                         ("jump_probability", jump_probability)):
+                         ("jump_probability", jump_probability), ("stratum_share", stratum_share)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{label} must lie in [0, 1], got {p!r}")
         self.ess_fraction = float(ess_fraction)
@@ -185,6 +208,10 @@ class SequentialMonteCarlo(Engine):
         self.model_moves = model_moves if model_moves == "final" else bool(model_moves)
         self.max_rounds = int(max_rounds)
         self.chunk_size = int(chunk_size)
+        if stratify is not None and (not isinstance(stratify, str) or not stratify):
+            raise ValueError(f"stratify must name a discrete choice (or be null), got {stratify!r}")
+        self.stratify = stratify
+        self.stratum_share = float(stratum_share)
         self.retries = int(retries)
         self.max_value_size = int(max_value_size)
 
@@ -194,7 +221,9 @@ class SequentialMonteCarlo(Engine):
                 "redraw_probability": self.redraw_probability,
                 "jump_probability": self.jump_probability, "model_moves": self.model_moves,
                 "max_rounds": self.max_rounds,
-                "chunk_size": self.chunk_size}
+                "chunk_size": self.chunk_size,
+                **({"stratify": self.stratify, "stratum_share": self.stratum_share}
+                   if self.stratify is not None else {})}
 
     # -- what a start distribution other than the prior changes (network-guided SMC) ---------
     @contextlib.contextmanager
@@ -239,16 +268,22 @@ class SequentialMonteCarlo(Engine):
             particles = [p for part in drawn for p in part.particles]
             unknown = _count_unknown(drawn)
             kinds = [kind for kind, _ in self.kernels()]
+            start_shares = self._start_shares(particles, name)
+            carried = np.zeros(num_traces)   # log weights the particles carry from a resampling
             while True:
                 log_inc = np.array([p.log_increment for p in particles])
-                step = self._next_step(log_inc, beta, name)
+                step = self._next_step(log_inc, beta, name, carried)
                 if len(rounds) + 1 >= self.max_rounds and step < 1.0 - beta:
                     step, truncated = 1.0 - beta, True
-                log_w = np.where(np.isfinite(log_inc), step * log_inc, -math.inf)
-                log_evidence += logsumexp(log_w) - math.log(num_traces)
+                log_w = carried + np.where(np.isfinite(log_inc), step * log_inc, -math.inf)
+                log_evidence += logsumexp(log_w) - logsumexp(carried)
                 weights_ess = _kish(log_w)
                 beta = 1.0 if beta + step >= 1.0 - 1e-12 else beta + step
-                chosen = _systematic(log_w, rng)
+                if start_shares is None or beta == 1.0:
+                    chosen, carried = _systematic(log_w, rng), np.zeros(num_traces)
+                else:
+                    chosen, carried = _stratified(log_w, [self._stratum(p) for p in particles],
+                                                  start_shares, self.stratum_share, rng)
                 parents.append(chosen)
                 particles = [particles[i] for i in chosen]
                 final = beta == 1.0
@@ -281,6 +316,8 @@ class SequentialMonteCarlo(Engine):
                         np.array([p.log_likelihood for p in particles]),
                         np.arange(num_traces), groups, len(parents)),
                     "ancestor_lag": lag,
+                    **({"strata": len({self._stratum(p) for p in start})}
+                       if start_shares is not None else {}),
                     **{f"acceptance_{kind}": float(a / t) if t else None
                        for kind, a, t in zip(kinds, accepted, tried)},
                     **{f"tried_{kind}": int(t) for kind, t in zip(kinds, tried)}})
@@ -302,6 +339,8 @@ class SequentialMonteCarlo(Engine):
             "betas": [r["beta"] for r in rounds], "round_stats": rounds, "truncated": truncated,
             "acceptance_rate": _acceptance(rounds[-1], kinds),
             **({"guide_unknown_addresses": dict(unknown)} if unknown else {}),
+            **({"start_shares": {str(k): v for k, v in start_shares.items()}}
+               if start_shares is not None else {}),
             "genealogy": {"groups": groups.tolist(), "lag": lag, "resamplings": len(parents)}}
         return posterior
 
@@ -344,20 +383,39 @@ class SequentialMonteCarlo(Engine):
                 "acceptance": meta.get("acceptance_rate"), "rounds": meta["rounds"],
                 "warnings": warnings}
 
-    def _next_step(self, log_inc: np.ndarray, beta: float, name: str) -> float:
-        """The largest tempering step (at most 1 − β) whose weights (the particles'
+    def _stratum(self, particle: Particle) -> Any:
+        return particle.choices.get(self.stratify)
+
+    def _start_shares(self, particles: list[Particle], name: str) -> dict | None:
+        """Each value of the ``stratify`` choice by its share of the start population (None
+        without ``stratify``)."""
+        if self.stratify is None or self.stratum_share == 0.0:
+            return None
+        counts = Counter(self._stratum(p) for p in particles)
+        if set(counts) == {None}:
+            known = sorted({c for p in particles for c in p.choices})
+            raise ValueError(f"stratify={self.stratify!r}: no trace of simulator {name!r} makes "
+                             f"a discrete choice of that name; its discrete choices are: "
+                             f"{', '.join(known) or 'none'}")
+        return {value: count / len(particles) for value, count in counts.items()}
+
+    def _next_step(self, log_inc: np.ndarray, beta: float, name: str,
+                   carried: np.ndarray) -> float:
+        """The largest tempering step (at most 1 − β) whose incremental weights (the particles'
         ``log_increment`` times the step) keep ``ess_fraction`` of the particles with a
-        non-zero weight."""
+        non-zero weight: the conditional ESS (Zhou, Johansen & Aston 2016) of the weights the
+        particles carry, the Kish ESS of the increments where they carry none."""
         finite = np.isfinite(log_inc)
         if not finite.any():
             raise ValueError(f"every particle of simulator {name!r} has zero likelihood for "
                              f"these observations; check that they can be produced at all")
         centred = log_inc[finite] - log_inc[finite].max()
-        target = self.ess_fraction * finite.sum()
+        prior = np.exp(carried[finite] - carried[finite].max())
+        target = self.ess_fraction * prior.sum()
 
         def ess(step: float) -> float:
-            w = np.exp(step * centred)
-            return float(w.sum() ** 2 / np.sum(w * w))
+            w = prior * np.exp(step * centred)
+            return float(w.sum() ** 2 / np.sum(w * w / prior))
 
         high = 1.0 - beta
         if ess(high) >= target:
@@ -387,6 +445,31 @@ def _systematic(log_w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     cdf[-1] = 1.0
     positions = (rng.random() + np.arange(len(w))) / len(w)
     return np.searchsorted(cdf, positions)
+
+
+def _stratified(log_w: np.ndarray, strata: list, start_shares: dict, share: float,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Systematic resampling that gives each stratum (value of the ``stratify`` choice) with
+    any weight the share ``(1 − share) W + share S`` of the draws, W its share of the weight
+    and S of the start population, and within a stratum draws by weight. The chosen particles
+    and the log weights they carry: W / that share, which keeps the population properly
+    weighted whatever the shares are."""
+    w = np.exp(log_w - log_w.max())
+    members: dict[Any, list[int]] = {}
+    for i, stratum in enumerate(strata):
+        members.setdefault(stratum, []).append(i)
+    draw = np.zeros(len(w))
+    for stratum, index in members.items():
+        weight = w[index].sum()
+        if weight > 0.0:
+            allotted = ((1.0 - share) * weight / w.sum()
+                        + share * start_shares.get(stratum, 0.0))
+            draw[index] = allotted * w[index] / weight
+    with np.errstate(divide="ignore"):
+        log_draw = np.log(draw)
+    chosen = _systematic(log_draw, rng)
+    carried = np.log(w[chosen]) - log_draw[chosen]
+    return chosen, carried - carried.max()
 
 
 def _pool(particles: list[Particle]) -> dict[tuple, list[dict[str, Any]]]:
