@@ -80,6 +80,23 @@ def exact_poisson_mixture(y):
     return p_n, mean_total
 
 
+def check_poisson_mixture(post, label, y=6.0, total=True, floor=0.0):
+    """P(n) (and E[total]) of a posterior of ``poisson_mixture_count`` against enumeration,
+    each within its Monte Carlo error; ``floor`` bounds that error's variance term below, for
+    runs whose ESS is too small to resolve the ~1e-8 mass at n = 0."""
+    p_n, mean_total = exact_poisson_mixture(y)
+    probs = post.marginal("clusters").probabilities()
+    ess = effective_size(post, "clusters")
+    for n in range(5):
+        p = p_n[n]
+        within(probs.get(n, 0.0), p, math.sqrt(max(p * (1 - p), floor) / ess), f"{label} P(n={n})")
+    if total:
+        marginal = post.marginal("total")
+        within(float(marginal.mean), mean_total,
+               float(marginal.stddev) / math.sqrt(effective_size(post, "total")),
+               f"{label} E[total]")
+
+
 @pytest.mark.parametrize("engine,run,options", [
     ("importance", dict(num_traces=30000), {}),
     ("lmh", dict(num_traces=40000), dict(burn_in=500, chains=2)),
@@ -89,18 +106,10 @@ def exact_poisson_mixture(y):
 def test_number_of_latents_depends_on_a_choice(engine, run, options):
     """Trans-dimensional: wrong trace-size terms in MH bias P(n) visibly."""
     y = 6.0
-    p_n, mean_total = exact_poisson_mixture(y)
     post = et.infer(poisson_mixture_count, observe={"y": y}, engine=engine, seed=2, **run,
                     **options)
     assert len(post.trace_types) >= 4  # n = 1..4 latent means (n = 0 has ~1e-8 mass)
-    probs = post.marginal("clusters").probabilities()
-    ess = effective_size(post, "clusters")
-    for n in range(5):
-        p = p_n[n]
-        within(probs.get(n, 0.0), p, math.sqrt(p * (1 - p) / ess), f"{engine} P(n={n})")
-    total = post.marginal("total")
-    within(float(total.mean), mean_total, float(total.stddev) / math.sqrt(effective_size(post, "total")),
-           f"{engine} E[total]")
+    check_poisson_mixture(post, engine, y)
 
 
 def exact_weather(wet):
@@ -327,20 +336,11 @@ def test_stratified_smc_stays_exact_across_dimensions():
     """Reserving part of every resampling for each number of clusters the start population
     drew changes which particles survive, not the posterior nor the evidence."""
     y = 6.0
-    p_n, mean_total = exact_poisson_mixture(y)
     post = et.infer(poisson_mixture_count, observe={"y": y}, engine="smc", num_traces=3000,
                     seed=2, stratify="n", progress=False)
     assert max(r["strata"] for r in post.metadata["round_stats"]) >= 5
     assert set(post.metadata["start_shares"]) >= {"0", "1", "2", "3", "4"}
-    probs = post.marginal("clusters").probabilities()
-    ess = effective_size(post, "clusters")
-    for n in range(5):
-        p = p_n[n]
-        within(probs.get(n, 0.0), p, math.sqrt(max(p * (1 - p), 1e-3) / ess),
-               f"stratified smc P(n={n})")
-    total = post.marginal("total")
-    within(float(total.mean), mean_total,
-           float(total.stddev) / math.sqrt(effective_size(post, "total")), "E[total]")
+    check_poisson_mixture(post, "stratified smc", y, floor=1e-3)
     within(post.log_evidence, math.log(poisson_mixture_joint(y).sum()),
            smc_log_evidence_stderr(post), "log evidence")
 
@@ -499,31 +499,16 @@ def test_ic_smc_gaussian_posterior_and_evidence(networks, network):
 
 @pytest.mark.parametrize("network", ["untrained", "trained"])
 def test_ic_smc_trans_dimensional(networks, network):
-    p_n, mean_total = exact_poisson_mixture(6.0)
     post = guided(networks, "poisson_mixture", network, 800, seed=2)
-    probs = post.marginal("clusters").probabilities()
-    ess = effective_size(post, "clusters")
-    assert ess > 50
-    for n in range(5):
-        p = p_n[n]
-        within(probs.get(n, 0.0), p, math.sqrt(max(p * (1 - p), 1e-3) / ess),
-               f"ic_smc ({network}) P(n={n})")
-    total = post.marginal("total")
-    within(float(total.mean), mean_total,
-           float(total.stddev) / math.sqrt(effective_size(post, "total")), "E[total]")
+    assert effective_size(post, "clusters") > 50
+    check_poisson_mixture(post, f"ic_smc ({network})", floor=1e-3)
 
 
 def test_ic_smc_stratified_stays_exact(networks):
     """Strata drawn from the network's proposal, reserved through the bridge's rounds."""
-    p_n, _ = exact_poisson_mixture(6.0)
     post = guided(networks, "poisson_mixture", "trained", 800, seed=2, stratify="n")
     assert max(r["strata"] for r in post.metadata["round_stats"]) >= 4
-    probs = post.marginal("clusters").probabilities()
-    ess = effective_size(post, "clusters")
-    for n in range(5):
-        p = p_n[n]
-        within(probs.get(n, 0.0), p, math.sqrt(max(p * (1 - p), 1e-3) / ess),
-               f"stratified ic_smc P(n={n})")
+    check_poisson_mixture(post, "stratified ic_smc", total=False, floor=1e-3)
     within(post.log_evidence, math.log(poisson_mixture_joint(6.0).sum()),
            smc_log_evidence_stderr(post), "log evidence")
 
@@ -543,16 +528,11 @@ def test_ic_smc_retires_independence_moves_and_stays_exact(networks):
     """After a round that accepts fewer than ``min_independence_acceptance`` of its
     independence moves, the run leaves them out (here after the first round: the bound is 1),
     and the posterior is still the exact one; with the bound 0 they run to the end."""
-    p_n, _ = exact_poisson_mixture(6.0)
     post = guided(networks, "poisson_mixture", "trained", 800, seed=2,
                   min_independence_acceptance=1.0)
     tried = [r["tried_independence"] for r in post.metadata["round_stats"]]
     assert len(tried) > 1 and tried[0] > 0 and not any(tried[1:])
-    probs = post.marginal("clusters").probabilities()
-    ess = effective_size(post, "clusters")
-    for n in range(5):
-        within(probs.get(n, 0.0), p_n[n], math.sqrt(max(p_n[n] * (1 - p_n[n]), 1e-3) / ess),
-               f"ic_smc, independence moves retired: P(n={n})")
+    check_poisson_mixture(post, "ic_smc, independence moves retired", total=False, floor=1e-3)
     kept = guided(networks, "poisson_mixture", "trained", 64, seed=2,
                   min_independence_acceptance=0.0)
     assert all(r["tried_independence"] > 0 for r in kept.metadata["round_stats"])
