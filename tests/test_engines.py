@@ -345,6 +345,18 @@ def test_stratified_smc_stays_exact_across_dimensions():
            smc_log_evidence_stderr(post), "log evidence")
 
 
+def test_stratified_smc_corrects_for_the_shares_it_reserves():
+    """y = 20 leaves n = 0..2 clusters almost no posterior mass (P(n=2) ≈ 0.01) though they hold
+    two thirds of the start population: every resampling reserves them a quarter or more of its
+    draws, and only the weight those draws carry keeps P(n) exact."""
+    y = 20.0
+    post = et.infer(poisson_mixture_count, observe={"y": y}, engine="smc", num_traces=1000,
+                    seed=3, stratify="n", progress=False)
+    rounds = post.metadata["round_stats"]
+    assert len(rounds) > 3 and all(r["strata"] >= 3 for r in rounds[:-1]), rounds
+    check_poisson_mixture(post, "stratified smc, y = 20", y, floor=1e-3)
+
+
 def test_stratified_resampling_reserves_shares_and_corrects_weights():
     """A stratum the weights have all but dropped keeps its reserved share of the draws, and
     the weights its particles carry give every stratum back exactly its weight."""
