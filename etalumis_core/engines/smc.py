@@ -14,10 +14,12 @@ resamples (systematic), then moves every particle with Metropolis–Hastings ker
   walks stall. Half the steps move all those values, half a random half of them (a
   lower-dimensional step is accepted more often where some directions of the spread are
   curved). γ = 2.38 / √(2d) for d stepped numbers, and 1 with probability
-  ``jump_probability`` (to hop between modes). The population a round's moves draw from is
-  fixed during the round, so the step is symmetric: the reverse step uses (b, a). A step is
-  rejected when the proposed trace makes different unordered choices or steps a different set
-  of addresses, which keeps that symmetry when control flow changes;
+  ``jump_probability`` (to hop between modes). Repeated draws at one base address are paired
+  counting from the last (see :func:`_roles`): a rejection loop keeps its last draws, so
+  accepted values step by differences of accepted values. The population a round's moves draw
+  from is fixed during the round, so the step is symmetric: the reverse step uses (b, a). A
+  step is rejected when the proposed trace makes different unordered choices or would step
+  different addresses, which keeps that symmetry when control flow changes;
 * one of the simulator's own moves, if it offers any (:meth:`Simulator.moves`): proposals that
   know a symmetry of the model, such as the tau plugin's moves of the tau momentum that keep
   every visible particle in place, which travel where no generic move can;
@@ -652,6 +654,22 @@ def _run(context: MoveContext, particle: Particle, overrides: dict | None = None
     return trace, Particle(trace, 0.0 if context.guide is None else math.nan)
 
 
+def _roles(values: dict[str, Any]) -> dict[tuple[str, int], str]:
+    """The addresses of ``values`` by role: (base, position counted from the last instance).
+    A rejection loop draws at one base again and again and keeps the last draws, so counting
+    from the last pairs one trace's accepted draws with another's accepted draws, whatever
+    the number of iterations each needed; counting from the first would pair them with
+    rejected ones, and a step by their difference would be noise at the prior's scale."""
+    parts = {}
+    for address in values:
+        base, _, instance = address.rpartition("__")
+        parts[address] = (base, int(instance)) if instance.isdigit() and base else (address, 1)
+    last = Counter()
+    for base, instance in parts.values():
+        last[base] = max(last[base], instance)
+    return {(base, last[base] - instance): address for address, (base, instance) in parts.items()}
+
+
 def _block_move(context: MoveContext, particle: Particle) -> Any:
     """A differential-evolution step: the accepted ``(particle, trace)``, False when rejected,
     None when there was nothing to step."""
@@ -661,27 +679,32 @@ def _block_move(context: MoveContext, particle: Particle) -> Any:
         return None
     i, j = rng.choice(len(others), size=2, replace=False)
     a, b = others[i], others[j]
+    roles_a, roles_b = _roles(a), _roles(b)
+    values = particle.ordered()
+    roles = _roles(values)
     differences = {}
-    for address, value in particle.ordered().items():
-        va, vb = a.get(address, _MISSING), b.get(address, _MISSING)
+    for role, address in roles.items():
+        va, vb, value = a.get(roles_a.get(role), _MISSING), b.get(roles_b.get(role), _MISSING), \
+            values[address]
         if va is not _MISSING and vb is not _MISSING and np.shape(va) == np.shape(vb) == np.shape(value):
-            differences[address] = np.subtract(va, vb, dtype=np.float64)
+            differences[role] = np.subtract(va, vb, dtype=np.float64)
     chosen = list(differences)
     if len(chosen) > 1 and rng.random() < 0.5:
         # Half the steps move a random half of the values: where the population's spread is
         # curved in some directions, a step that leaves them alone is accepted far more often.
         keep = rng.random(len(chosen)) < 0.5
         keep[int(rng.integers(len(chosen)))] = True
-        chosen = [address for address, k in zip(chosen, keep) if k]
-    size = sum(np.size(differences[address]) for address in chosen)
-    if size == 0 or not any(np.any(differences[address] != 0) for address in chosen):
+        chosen = [role for role, k in zip(chosen, keep) if k]
+    size = sum(np.size(differences[role]) for role in chosen)
+    if size == 0 or not any(np.any(differences[role] != 0) for role in chosen):
         return None
     gamma = 1.0 if rng.random() < context.engine.jump_probability else 2.38 / math.sqrt(2.0 * size)
     stepped = {}
-    for address in chosen:
-        step = gamma * differences[address]
+    for role in chosen:
+        address = roles[role]
+        step = gamma * differences[role]
         integer = address in particle.integer
-        value = particle.values[address] + (np.round(step) if integer else step)
+        value = values[address] + (np.round(step) if integer else step)
         if np.ndim(value) == 0:
             value = int(value) if integer else float(value)
         stepped[address] = value
@@ -691,9 +714,14 @@ def _block_move(context: MoveContext, particle: Particle) -> Any:
     trace, proposed = run
     if proposed.key != particle.key:
         return False
-    shared = {ad for ad in proposed.supports if ad in a and ad in b
-              and np.shape(a[ad]) == np.shape(b[ad]) == np.shape(proposed.values[ad])}
-    if shared != set(differences):
+    # The reverse step, from the proposed trace with (b, a), must find the same roles at the
+    # same addresses: else the step is not symmetric.
+    moved = proposed.ordered()
+    back = _roles(moved)
+    shared = {role: address for role, address in back.items()
+              if role in roles_a and role in roles_b
+              and np.shape(a[roles_a[role]]) == np.shape(b[roles_b[role]]) == np.shape(moved[address])}
+    if shared != {role: roles[role] for role in differences}:
         return False
     return _accept(context, particle, proposed, trace, 0.0)
 
