@@ -86,7 +86,7 @@ class Particle:
     makes the trace than the prior does (0 when SMC starts from the prior)."""
 
     __slots__ = ("values", "log_probs", "supports", "integer", "controlled", "key", "choices",
-                 "log_likelihood", "log_start_ratio")
+                 "log_likelihood", "log_start_ratio", "_roles")
 
     def __init__(self, trace: Trace, log_start_ratio: float = 0.0) -> None:
         self.values: dict[str, Any] = {}
@@ -113,6 +113,7 @@ class Particle:
         self.key = tuple(key)
         self.log_likelihood = float(trace.log_likelihood)
         self.log_start_ratio = float(log_start_ratio)
+        self._roles: dict[tuple[str, int], str] | None = None
 
     @property
     def log_increment(self) -> float:
@@ -120,9 +121,13 @@ class Particle:
         β (with the prior as start, the log-likelihood)."""
         return self.log_likelihood - self.log_start_ratio
 
-    def ordered(self) -> dict[str, Any]:
-        """The ordered values by address: what differential evolution steps."""
-        return {a: self.values[a] for a in self.supports}
+    @property
+    def roles(self) -> dict[tuple[str, int], str]:
+        """The ordered values' addresses by role (:func:`_roles`), worked out once: every
+        block step of the particle needs them."""
+        if self._roles is None:
+            self._roles = _roles(self.supports)
+        return self._roles
 
 
 def _hashable(value: Any) -> Any:
@@ -474,14 +479,16 @@ def _stratified(log_w: np.ndarray, strata: list, start_shares: dict, share: floa
     return chosen, carried - carried.max()
 
 
-def _pool(particles: list[Particle]) -> dict[tuple, list[dict[str, Any]]]:
-    """The distinct particles' ordered values, grouped by their unordered discrete choices."""
-    pool: dict[tuple, list[dict[str, Any]]] = {}
+def _pool(particles: list[Particle]) -> dict[tuple, list[dict[tuple[str, int], Any]]]:
+    """The distinct particles' ordered values by role (:func:`_roles`), grouped by their
+    unordered discrete choices."""
+    pool: dict[tuple, list[dict[tuple[str, int], Any]]] = {}
     seen: set[int] = set()
     for p in particles:
         if id(p) not in seen:
             seen.add(id(p))
-            pool.setdefault(p.key, []).append(p.ordered())
+            pool.setdefault(p.key, []).append(
+                {role: p.values[address] for role, address in p.roles.items()})
     return pool
 
 
@@ -679,13 +686,10 @@ def _block_move(context: MoveContext, particle: Particle) -> Any:
         return None
     i, j = rng.choice(len(others), size=2, replace=False)
     a, b = others[i], others[j]
-    roles_a, roles_b = _roles(a), _roles(b)
-    values = particle.ordered()
-    roles = _roles(values)
+    values, roles = particle.values, particle.roles
     differences = {}
     for role, address in roles.items():
-        va, vb, value = a.get(roles_a.get(role), _MISSING), b.get(roles_b.get(role), _MISSING), \
-            values[address]
+        va, vb, value = a.get(role, _MISSING), b.get(role, _MISSING), values[address]
         if va is not _MISSING and vb is not _MISSING and np.shape(va) == np.shape(vb) == np.shape(value):
             differences[role] = np.subtract(va, vb, dtype=np.float64)
     chosen = list(differences)
@@ -716,11 +720,8 @@ def _block_move(context: MoveContext, particle: Particle) -> Any:
         return False
     # The reverse step, from the proposed trace with (b, a), must find the same roles at the
     # same addresses: else the step is not symmetric.
-    moved = proposed.ordered()
-    back = _roles(moved)
-    shared = {role: address for role, address in back.items()
-              if role in roles_a and role in roles_b
-              and np.shape(a[roles_a[role]]) == np.shape(b[roles_b[role]]) == np.shape(moved[address])}
+    shared = {role: address for role, address in proposed.roles.items() if role in a and role in b
+              and np.shape(a[role]) == np.shape(b[role]) == np.shape(proposed.values[address])}
     if shared != {role: roles[role] for role in differences}:
         return False
     return _accept(context, particle, proposed, trace, 0.0)
