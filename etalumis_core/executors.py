@@ -127,6 +127,7 @@ _SLOT = 4
 
 ORPHAN_POLL_SECONDS = 1.0
 _worker_simulator: Simulator | None = None
+_worker_build_error: Exception | None = None
 _worker_beats: Any = None
 _worker_slot = -1
 
@@ -141,10 +142,16 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _init_worker(simulator: Simulator | SimulatorSpec, beats: Any = None, claimed: Any = None) -> None:
-    global _worker_simulator, _worker_beats, _worker_slot
+    global _worker_simulator, _worker_build_error, _worker_beats, _worker_slot
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
                      name="etalumis-orphan-watch").start()
-    _worker_simulator, owned = build_simulator(simulator)
+    try:
+        _worker_simulator, owned = build_simulator(simulator)
+    except Exception as error:
+        # An initializer that raises breaks the pool, and the parent learns only that a
+        # worker died: keep the error for the first item to raise, so the caller reads it.
+        _worker_build_error = error
+        return
     if owned:
         atexit.register(_worker_simulator.close)
     if beats is not None:
@@ -157,6 +164,8 @@ def _init_worker(simulator: Simulator | SimulatorSpec, beats: Any = None, claime
 
 
 def _run_in_worker(task: Task, item: Any, index: int) -> Any:
+    if _worker_build_error is not None:
+        raise _worker_build_error
     assert _worker_simulator is not None
     beats, slot = _worker_beats, _worker_slot
     if beats is None:
@@ -183,7 +192,9 @@ def _ignore(n: int) -> None:
 
 
 class ProcessPoolExecutor(Executor):
-    """A local pool of worker processes, each holding its own simulator for its lifetime.
+    """A local pool of worker processes, each holding its own simulator for its lifetime
+    (an error building it in a worker, such as a front end not yet compiled, is raised by
+    :meth:`map` as itself).
 
     Parameters
     ----------
