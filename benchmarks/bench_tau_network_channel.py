@@ -67,12 +67,24 @@ def network_channel(network, seed: int, draws: int) -> tuple[int, np.ndarray]:
     return int(truth.result["channel"]), np.mean(reader.channel_probs, axis=0)
 
 
+def _event_file(output: str, seed: int) -> str:
+    return os.path.join(output, "events", f"event-{seed:06d}.json")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100)
     parser.add_argument("--draws", type=int, default=50)
     parser.add_argument("--against", help="an `etalumis calibrate` output folder")
     args = parser.parse_args()
+    if args.against:
+        missing = [seed for seed in range(args.events)
+                   if not os.path.isfile(_event_file(args.against, seed))]
+        if missing:
+            parser.error(f"--against {args.against}: no calibrate result for event(s) "
+                         f"{', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''}; "
+                         f"give the output folder of `etalumis calibrate` over at least "
+                         f"{args.events} events")
 
     torch.set_num_threads(1)
     network = ProposalNetwork.load(network_file(NETWORK), embeddings=embedding_factory)
@@ -97,13 +109,12 @@ def main() -> None:
     if args.against:
         lost = []
         for seed in range(args.events):
-            path = os.path.join(args.against, "events", f"event-{seed:06d}.json")
-            with open(path) as f:
+            with open(_event_file(args.against, seed)) as f:
                 channel = json.load(f)["latents"]["channel"]
             if not channel["correct"] and channel["p_true"] == 0:
                 lost.append(seed)
-        print(f"\n{args.against}: the true channel given probability 0 in {len(lost)} events; "
-              f"the network's probability for it there:")
+        print(f"\n{args.against}: the true channel given probability 0 in {len(lost)} events"
+              + ("; the network's probability for it there:" if lost else ""))
         for seed in lost:
             print(f"  event {seed}: {physics.CHANNELS[events[seed]['latents']['channel']['truth']].ascii_name}, "
                   f"q = {q_true[seed]:.3f}")
