@@ -62,7 +62,7 @@ def _not_built():
 
 def test_a_simulator_a_worker_cannot_build_is_its_own_error():
     """The error the simulator's factory raised in the worker reaches the caller as itself
-    (with the fix it names), not as "a worker process died"."""
+    and the fix it names, not as "a worker process died"."""
     with et.ProcessPoolExecutor(num_workers=1) as pool:
         with pytest.raises(et.ConfigError, match="is not built: run `make front-end` first"):
             et.infer(SimulatorSpec(_not_built, name="not built"), observe=OBS, num_traces=10,
