@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import etalumis_core as et  # noqa: E402
-from etalumis_core.calibration import summarize, summary_lines  # noqa: E402
+from etalumis_core.calibration import _event_path, summarize, summary_lines  # noqa: E402
 from etalumis_core.engines.ic import ICController, network_file  # noqa: E402
 from etalumis_core.nn import ProposalNetwork  # noqa: E402
 from etalumis_core.plugins import embedding_factory  # noqa: E402
@@ -67,10 +67,6 @@ def network_channel(network, seed: int, draws: int) -> tuple[int, np.ndarray]:
     return int(truth.result["channel"]), np.mean(reader.channel_probs, axis=0)
 
 
-def _event_file(output: str, seed: int) -> str:
-    return os.path.join(output, "events", f"event-{seed:06d}.json")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100)
@@ -79,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.against:
         missing = [seed for seed in range(args.events)
-                   if not os.path.isfile(_event_file(args.against, seed))]
+                   if not os.path.isfile(_event_path(args.against, seed))]
         if missing:
             parser.error(f"--against {args.against}: no calibrate result for event(s) "
                          f"{', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''}; "
@@ -109,7 +105,7 @@ def main() -> None:
     if args.against:
         lost = []
         for seed in range(args.events):
-            with open(_event_file(args.against, seed)) as f:
+            with open(_event_path(args.against, seed)) as f:
                 channel = json.load(f)["latents"]["channel"]
             if not channel["correct"] and channel["p_true"] == 0:
                 lost.append(seed)
