@@ -15,9 +15,9 @@ of CPU-seconds per event.
 
 Events run ``--workers`` at a time, each on one core. At the defaults the ``smc`` half costs
 about 540 CPU-seconds per event on the 2-core development machine (about 7.5 hours on its two
-cores; 100 minutes on the faster machine of README's table), the ``ic_smc`` half about 26. Each half writes its calibration
-under ``OUTPUT/smc`` and ``OUTPUT/ic_smc`` and resumes there if the script is run again with
-the same arguments.
+cores; 100 minutes on the faster machine of README's table), the ``ic_smc`` half about 26.
+Each half writes its calibration under ``OUTPUT/smc`` and ``OUTPUT/ic_smc`` and resumes there
+if the script is run again with the same arguments.
 """
 
 from __future__ import annotations
