@@ -171,7 +171,8 @@ def _calibrate_event(simulator: Simulator, item: tuple, report: Callable[[int], 
               "cpu_seconds": time.process_time() - cpu,
               "wall_seconds": time.perf_counter() - wall,
               "latents": score_event(posterior, truth, names, discrete,
-                                     chunk_rng(seed, _TIE_BREAK_STREAM))}
+                                     chunk_rng(seed, _TIE_BREAK_STREAM)),
+              "warnings": list(posterior.metadata.get("summary", {}).get("warnings", []))}
     if output_dir is not None:
         _write_json(_event_path(output_dir, index), result)
     report(1)
@@ -212,9 +213,12 @@ def summarize(events: Sequence[Mapping[str, Any]], confidence: float = CONFIDENC
     reliability table, each bin with the binomial band of its fraction right (discrete).
     ``within_band``: every level, or every bin, inside its band."""
     by_name: dict[str, list[dict]] = {}
+    warned_lists: dict[str, list[bool]] = {}
     for event in events:
         for name, score in event["latents"].items():
             by_name.setdefault(name, []).append(score)
+            warned_lists.setdefault(name, []).append(bool(event.get("warnings")))
+    warned = {name: np.array(flags) for name, flags in warned_lists.items()}
     out: dict[str, dict] = {}
     for name, scores in by_name.items():
         n = len(scores)
@@ -236,6 +240,12 @@ def summarize(events: Sequence[Mapping[str, Any]], confidence: float = CONFIDENC
                          "mean_p_true": float(np.mean([s["p_true"] for s in scores])),
                          "reliability": table,
                          "within_band": all(row["within_band"] for row in table)}
+            if all("warnings" in e for e in events):   # older runs' event files lack them
+                out[name]["by_warning"] = {
+                    label: {"num_events": int(mask.sum()), "top1": float(correct[mask].mean()),
+                            "mean_p_top": float(p_top[mask].mean())}
+                    for label, mask in (("warned", warned[name]), ("unwarned", ~warned[name]))
+                    if mask.any()}
     return out
 
 
@@ -412,6 +422,12 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
         lines.append(f"  {name}: top-1 {latent['top1']:.2f} (mean probability of the top value "
                      f"{latent['mean_p_top']:.2f}), mean p(truth) {latent['mean_p_true']:.2f}"
                      + flag)
+        split = latent.get("by_warning", {})
+        if "warned" in split:
+            warned, rest = split["warned"], split.get("unwarned")
+            lines.append(f"    where the engine warned ({warned['num_events']} of "
+                         f"{latent['num_events']} events): top-1 {warned['top1']:.2f}"
+                         + (f"; elsewhere {rest['top1']:.2f}" if rest else ""))
     return lines
 
 

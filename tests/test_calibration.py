@@ -225,6 +225,29 @@ def test_summarize_scores_by_name():
     assert x["within_band"]
 
 
+def test_summarize_splits_categories_by_the_engines_warnings():
+    """Top-1 where the engine warned about its posterior and where it did not: whether its
+    warnings single out the events to doubt. Event files of older runs lack the warnings."""
+    def event(correct, warned):
+        return {"latents": {"k": {"kind": "discrete", "p_top": 0.99, "correct": correct,
+                                  "p_true": 0.99 if correct else 0.0}},
+                "warnings": ["the search may have lost it"] if warned else []}
+
+    events = ([event(True, False)] * 60 + [event(False, False)] * 2 + [event(True, True)] * 30
+              + [event(False, True)] * 8)
+    k = summarize(events)["k"]
+    assert k["by_warning"]["warned"] == pytest.approx(
+        {"num_events": 38, "top1": 30 / 38, "mean_p_top": 0.99})
+    assert k["by_warning"]["unwarned"]["num_events"] == 62
+    assert k["by_warning"]["unwarned"]["top1"] == 60 / 62
+    summary = {"engine": "e", "simulator": "s", "num_events": 100, "cpu_seconds_per_event": 1.0,
+               "confidence": 0.99, "latents": {"k": k}}
+    assert "    where the engine warned (38 of 100 events): top-1 0.79; elsewhere 0.97" \
+        in summary_lines(summary)
+    older = [{"latents": e["latents"]} for e in events]
+    assert "by_warning" not in summarize(older)["k"]
+
+
 @pytest.mark.timeout(120)
 def test_rmh_on_gaussian_is_calibrated():
     assert_in_band(et.calibrate("gaussian", engine="rmh", num_events=100, num_traces=1000,

@@ -70,6 +70,11 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
         Where they move along the likelihood's level sets (the tau plugin's hold every
         visible particle in place), the tempering loses nothing without them; in the last
         round they spread the population over what the data leave free.
+    dispute_share:
+        With ``stratify``: :meth:`summarize` warns where a value of that choice made by at least
+        this share of the network's start proposals keeps no particle of the posterior (the
+        network was wrong there, or the search lost a richer explanation; more particles
+        tell which).
     options:
         Everything else as for :class:`~.smc.SequentialMonteCarlo` (``ess_fraction``,
         ``moves``, ``max_moves``, ``chunk_size``, ...).
@@ -80,19 +85,24 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
     def __init__(self, network: Any, independence_probability: float = 0.5,
                  min_independence_acceptance: float = 0.01, check_simulator: bool = True,
                  num_threads: int | None = 1, embeddings: Any = None,
-                 model_moves: bool | str = "final", **options: Any) -> None:
+                 model_moves: bool | str = "final", dispute_share: float = 0.1,
+                 **options: Any) -> None:
         super().__init__(model_moves=model_moves, **options)
         for label, p in (("independence_probability", independence_probability),
                          ("min_independence_acceptance", min_independence_acceptance)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{label} must lie in [0, 1], got {p!r}")
+        if not 0.0 < dispute_share <= 1.0:
+            raise ValueError(f"dispute_share must lie in (0, 1], got {dispute_share!r}")
         self.independence_probability = float(independence_probability)
         self.min_independence_acceptance = float(min_independence_acceptance)
+        self.dispute_share = float(dispute_share)
         self.use_network(network, check_simulator, num_threads, embeddings)
 
     def options(self) -> dict:
         return {**super().options(), "independence_probability": self.independence_probability,
                 "min_independence_acceptance": self.min_independence_acceptance,
+                **({"dispute_share": self.dispute_share} if self.stratify is not None else {}),
                 "network": self.network_path or "<in memory>"}
 
     @contextlib.contextmanager
@@ -121,7 +131,24 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
             posterior.metadata.pop("guide_unknown_addresses", {}))
         return posterior
 
+    def disputed(self, metadata: dict) -> dict[str, float]:
+        """The values of the ``stratify`` choice that at least ``dispute_share`` of the
+        network's proposals made and no particle of the posterior does, by that share."""
+        start, final = metadata.get("start_shares"), metadata.get("final_shares")
+        if not start or not final:
+            return {}
+        return {value: share for value, share in start.items()
+                if share >= self.dispute_share and value not in final}
+
     def summarize(self, posterior: Posterior) -> dict:
         summary = super().summarize(posterior)
         summary["warnings"] += self.fallback_warnings(posterior)
+        disputed = self.disputed(posterior.metadata)
+        if disputed:
+            summary["warnings"].append(
+                f"the network proposed {self.stratify} = "
+                + ", ".join(f"{value} ({share:.0%} of its proposals)"
+                            for value, share in disputed.items())
+                + " and the posterior keeps none of it: the search may have lost it; rerun "
+                  "with more particles (num_traces) to tell")
         return summary

@@ -179,7 +179,8 @@ class SequentialMonteCarlo(Engine):
         whose particles start badly placed loses to a simpler one before the moves can place
         them; this keeps its particles moving until the likelihood, fully weighed, decides.
         The last round resamples by weight alone, so the posterior's particles are equally
-        weighted as without it.
+        weighted as without it. ``metadata["start_shares"]`` and ``["final_shares"]`` give
+        each value's share of the start and of the final population.
     stratum_share:
         The share of each resampling that ``stratify`` reserves (0: plain resampling).
     """
@@ -346,7 +347,9 @@ class SequentialMonteCarlo(Engine):
             "betas": [r["beta"] for r in rounds], "round_stats": rounds, "truncated": truncated,
             "acceptance_rate": _acceptance(rounds[-1], kinds),
             **({"guide_unknown_addresses": dict(unknown)} if unknown else {}),
-            **({"start_shares": {str(k): v for k, v in start_shares.items()}}
+            **({"start_shares": {str(k): v for k, v in start_shares.items()},
+                "final_shares": {str(k): n / num_traces for k, n in
+                                 Counter(self._stratum(p) for p in particles).items()}}
                if start_shares is not None else {}),
             "genealogy": {"groups": groups.tolist(), "lag": lag, "resamplings": len(parents)}}
         return posterior
