@@ -558,14 +558,14 @@ def test_ic_smc_says_when_the_posterior_drops_a_stratum_the_network_proposed(net
     briefly trained network still proposes about an eighth of the time: the posterior keeps
     no particle there, and the run says so, naming the value and the network's share. Here
     the posterior is right to drop it; the warning says what to check, not that it is wrong."""
-    post = guided(networks, "poisson_mixture", "trained", 100, seed=3, stratify="n",
-                  dispute_share=0.05)
+    post = guided(networks, "poisson_mixture", "trained", 200, seed=3, stratify="n",
+                  dispute_share=0.03)
     meta = post.metadata
     assert sum(meta["final_shares"].values()) == pytest.approx(1.0)
-    assert "0" in meta["start_shares"] and "0" not in meta["final_shares"]
-    warning = next(w for w in meta["summary"]["warnings"] if "the network proposed" in w)
-    assert f"n = 0 ({meta['start_shares']['0']:.0%} of its proposals)" in warning
-    quiet = guided(networks, "poisson_mixture", "trained", 100, seed=3, stratify="n",
+    assert meta["start_shares"]["0"] >= 0.03 and "0" not in meta["final_shares"]
+    warning = next(w for w in meta["summary"]["warnings"] if "the network proposed n = " in w)
+    assert f" 0 ({meta['start_shares']['0']:.0%} of its proposals)" in warning
+    quiet = guided(networks, "poisson_mixture", "trained", 200, seed=3, stratify="n",
                    dispute_share=1.0)
     assert not any("the network proposed" in w for w in quiet.metadata["summary"]["warnings"])
     with pytest.raises(ValueError, match="dispute_share"):
