@@ -213,12 +213,12 @@ def summarize(events: Sequence[Mapping[str, Any]], confidence: float = CONFIDENC
     reliability table, each bin with the binomial band of its fraction right (discrete).
     ``within_band``: every level, or every bin, inside its band."""
     by_name: dict[str, list[dict]] = {}
-    warned_lists: dict[str, list[bool]] = {}
+    warned: dict[str, list[bool]] = {}   # per latent, whether each scoring event warned
     for event in events:
         for name, score in event["latents"].items():
             by_name.setdefault(name, []).append(score)
-            warned_lists.setdefault(name, []).append(bool(event.get("warnings")))
-    warned = {name: np.array(flags) for name, flags in warned_lists.items()}
+            warned.setdefault(name, []).append(bool(event.get("warnings")))
+    kept_warnings = all("warnings" in e for e in events)   # older runs' event files lack them
     out: dict[str, dict] = {}
     for name, scores in by_name.items():
         n = len(scores)
@@ -240,12 +240,12 @@ def summarize(events: Sequence[Mapping[str, Any]], confidence: float = CONFIDENC
                          "mean_p_true": float(np.mean([s["p_true"] for s in scores])),
                          "reliability": table,
                          "within_band": all(row["within_band"] for row in table)}
-            if all("warnings" in e for e in events):   # older runs' event files lack them
+            if kept_warnings:
+                flags = np.array(warned[name])
                 out[name]["by_warning"] = {
                     label: {"num_events": int(mask.sum()), "top1": float(correct[mask].mean()),
                             "mean_p_top": float(p_top[mask].mean())}
-                    for label, mask in (("warned", warned[name]), ("unwarned", ~warned[name]))
-                    if mask.any()}
+                    for label, mask in (("warned", flags), ("unwarned", ~flags)) if mask.any()}
     return out
 
 
