@@ -3,15 +3,16 @@
 Both engines are calibrated (``etalumis_core.calibrate``) on the same ``--events`` toy_tau_decay
 events (truth seeds ``--event-seed``, +1, ...; every decay channel, the observation drawn through the model's
 own likelihood): ``smc`` from the prior with ``--smc-particles`` (the default job's size) and
-``ic_smc`` with ``--ic-particles``, started from the network that ships with the plugin. The
+``ic_smc`` with ``--ic-particles``, started from the network that ships with the plugin (with
+``--stratify``, its population stratified by decay channel: ``stratify=channel``). The
 script prints, for each, what the calibration measures (channel top-1, mean probability of the
 true channel, how often a channel called at p >= 0.99 is right, 95 % interval coverage of px,
 py, pz, CPU-seconds per event), then the event-by-event difference in the probability of the
-true channel with its standard error, the events only one engine names right, and the ratio
-of CPU-seconds per event.
+true channel with its standard error, the events only one engine names right, the ratio of
+CPU-seconds per event, and where each engine's warnings single out the events to doubt.
 
     python benchmarks/bench_tau_engines.py [--events 100] [--event-seed 0] [--smc-particles 1000] \
-        [--ic-particles 50] [--workers 2] [--output bench_tau_engines]
+        [--ic-particles 50] [--stratify] [--workers 2] [--output bench_tau_engines]
 
 Events run ``--workers`` at a time, each on one core. At the defaults the ``smc`` half costs
 about 540 CPU-seconds per event on the 2-core development machine (about 7.5 hours on its two
@@ -66,12 +67,15 @@ def main() -> None:
     parser.add_argument("--event-seed", type=int, default=0, help="truth seed of the first event")
     parser.add_argument("--smc-particles", type=int, default=1000)
     parser.add_argument("--ic-particles", type=int, default=50)
+    parser.add_argument("--stratify", action="store_true",
+                        help="stratify ic_smc's population by decay channel")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output", default="bench_tau_engines")
     args = parser.parse_args()
 
     runs = {"smc": {"num_traces": args.smc_particles},
-            "ic_smc": {"num_traces": args.ic_particles, "network": NETWORK}}
+            "ic_smc": {"num_traces": args.ic_particles, "network": NETWORK,
+                       **({"stratify": "channel"} if args.stratify else {})}}
     rows, events, summaries = {}, {}, {}
     for engine, options in runs.items():
         output = Path(args.output) / engine
@@ -90,10 +94,16 @@ def main() -> None:
               f"{r['sure_right']:>6d} of {r['sure']:<4d} "
               f"{' '.join(f'{c:.2f}' for c in r['coverage']):>16} {r['cpu']:12.1f}")
 
-    print("\nchannel probabilities against calibrate's reliability band:")
+    print("\nchannel probabilities against calibrate's reliability band, and where the engine "
+          "warned:")
     for engine, summary in summaries.items():
-        print(f"{engine:8}" + next(line for line in summary_lines(summary)
-                                   if line.startswith("  channel:"))[len("  channel:"):])
+        lines = summary_lines(summary)
+        first = next(i for i, line in enumerate(lines) if line.startswith("  channel:"))
+        print(f"{engine:8}" + lines[first][len("  channel:"):])
+        for line in lines[first + 1:]:
+            if not line.startswith("    where"):
+                break
+            print(f"{'':6}{line.strip()}")
 
     indices = range(args.events)
     channel = {e: [events[e][i]["latents"]["channel"] for i in indices] for e in runs}

@@ -172,7 +172,7 @@ def _calibrate_event(simulator: Simulator, item: tuple, report: Callable[[int], 
               "wall_seconds": time.perf_counter() - wall,
               "latents": score_event(posterior, truth, names, discrete,
                                      chunk_rng(seed, _TIE_BREAK_STREAM)),
-              "warnings": list(posterior.metadata.get("summary", {}).get("warnings", []))}
+              "warnings": dict(posterior.metadata.get("summary", {}).get("warnings", {}))}
     if output_dir is not None:
         _write_json(_event_path(output_dir, index), result)
     report(1)
@@ -212,13 +212,17 @@ def summarize(events: Sequence[Mapping[str, Any]], confidence: float = CONFIDENC
     the truth's ranks (continuous); top-1 accuracy, mean probability of the true value and the
     reliability table, each bin with the binomial band of its fraction right (discrete).
     ``within_band``: every level, or every bin, inside its band."""
+    # Older runs' event files lack the warnings, or kept their sentences without their kinds.
+    kept_warnings = all("warnings" in e for e in events)
+    kept_kinds = all(isinstance(e.get("warnings"), Mapping) for e in events)
     by_name: dict[str, list[dict]] = {}
-    warned: dict[str, list[bool]] = {}   # per latent, whether each scoring event warned
+    warned: dict[str, list[set]] = {}   # per latent, what each scoring event warned of
     for event in events:
+        kinds = ({"any"} | (set(event["warnings"]) if kept_kinds else set())
+                 if event.get("warnings") else set())
         for name, score in event["latents"].items():
             by_name.setdefault(name, []).append(score)
-            warned.setdefault(name, []).append(bool(event.get("warnings")))
-    kept_warnings = all("warnings" in e for e in events)   # older runs' event files lack them
+            warned.setdefault(name, []).append(kinds)
     out: dict[str, dict] = {}
     for name, scores in by_name.items():
         n = len(scores)
@@ -241,11 +245,23 @@ def summarize(events: Sequence[Mapping[str, Any]], confidence: float = CONFIDENC
                          "reliability": table,
                          "within_band": all(row["within_band"] for row in table)}
             if kept_warnings:
-                flags = np.array(warned[name])
-                out[name]["by_warning"] = {
-                    label: {"num_events": int(mask.sum()), "top1": float(correct[mask].mean()),
-                            "mean_p_top": float(p_top[mask].mean())}
-                    for label, mask in (("warned", flags), ("unwarned", ~flags)) if mask.any()}
+                out[name]["by_warning"] = _split_by_warning(warned[name], p_top, correct)
+    return out
+
+
+def _split_by_warning(kinds: list[set], p_top: np.ndarray, correct: np.ndarray) -> dict:
+    """Per kind of warning ("any": one of them), top-1, the mean probability of the top value
+    and the certain answers (the top reliability bin) where the engine warned and elsewhere."""
+    certain = p_top >= 1.0 - 1.0 / RELIABILITY_BINS
+    out = {}
+    for kind in sorted(set().union(*kinds), key=lambda k: (k != "any", k)):
+        flags = np.array([kind in k for k in kinds])
+        out[kind] = {
+            label: {"num_events": int(mask.sum()), "top1": float(correct[mask].mean()),
+                    "mean_p_top": float(p_top[mask].mean()),
+                    "certain": int((mask & certain).sum()),
+                    "certain_right": int((mask & certain & (correct > 0)).sum())}
+            for label, mask in (("warned", flags), ("unwarned", ~flags)) if mask.any()}
     return out
 
 
@@ -422,12 +438,12 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
         lines.append(f"  {name}: top-1 {latent['top1']:.2f} (mean probability of the top value "
                      f"{latent['mean_p_top']:.2f}), mean p(truth) {latent['mean_p_true']:.2f}"
                      + flag)
-        split = latent.get("by_warning", {})
-        if "warned" in split:
-            warned, rest = split["warned"], split.get("unwarned")
-            lines.append(f"    where the engine warned ({warned['num_events']} of "
-                         f"{latent['num_events']} events): top-1 {warned['top1']:.2f}"
-                         + (f"; elsewhere {rest['top1']:.2f}" if rest else ""))
+        if latent.get("by_warning"):
+            lines.append("    where the engine warned, top-1 there | elsewhere: " + ", ".join(
+                f"{'any warning' if kind == 'any' else kind} ({split['warned']['num_events']} "
+                f"events) {split['warned']['top1']:.2f} | "
+                + (f"{split['unwarned']['top1']:.2f}" if "unwarned" in split else "-")
+                for kind, split in latent["by_warning"].items()))
     return lines
 
 

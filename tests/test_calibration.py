@@ -226,24 +226,34 @@ def test_summarize_scores_by_name():
 
 
 def test_summarize_splits_categories_by_the_engines_warnings():
-    """Top-1 where the engine warned about its posterior and where it did not: whether its
-    warnings single out the events to doubt. Event files of older runs lack the warnings."""
-    def event(correct, warned):
-        return {"latents": {"k": {"kind": "discrete", "p_top": 0.99, "correct": correct,
-                                  "p_true": 0.99 if correct else 0.0}},
-                "warnings": ["the search may have lost it"] if warned else []}
+    """Top-1, and the certain answers right, where the engine warned about its posterior and
+    where it did not, for each kind of warning and for any: which warnings single out the
+    events to doubt. Older event files kept the sentences alone, or no warnings."""
+    def event(correct, kinds, p_top=0.99):
+        return {"latents": {"k": {"kind": "discrete", "p_top": p_top, "correct": correct,
+                                  "p_true": p_top if correct else 0.0}},
+                "warnings": {kind: f"a sentence about {kind}" for kind in kinds}}
 
-    events = ([event(True, False)] * 60 + [event(False, False)] * 2 + [event(True, True)] * 30
-              + [event(False, True)] * 8)
+    both = ("lost_stratum", "not_decorrelated")
+    events = ([event(True, both)] * 30 + [event(False, both)] * 8
+              + [event(True, both[1:])] * 20 + [event(True, ())] * 40
+              + [event(False, (), p_top=0.6)] * 2)
     k = summarize(events)["k"]
-    assert k["by_warning"]["warned"] == pytest.approx(
-        {"num_events": 38, "top1": 30 / 38, "mean_p_top": 0.99})
-    assert k["by_warning"]["unwarned"]["num_events"] == 62
-    assert k["by_warning"]["unwarned"]["top1"] == 60 / 62
+    assert list(k["by_warning"]) == ["any", "lost_stratum", "not_decorrelated"]
+    lost = k["by_warning"]["lost_stratum"]
+    assert lost["warned"] == pytest.approx({"num_events": 38, "top1": 30 / 38, "mean_p_top": 0.99,
+                                            "certain": 38, "certain_right": 30})
+    assert lost["unwarned"] == pytest.approx({"num_events": 62, "top1": 60 / 62,
+                                              "mean_p_top": (60 * 0.99 + 2 * 0.6) / 62,
+                                              "certain": 60, "certain_right": 60})
+    assert k["by_warning"]["any"]["warned"]["num_events"] == 58
     summary = {"engine": "e", "simulator": "s", "num_events": 100, "cpu_seconds_per_event": 1.0,
                "confidence": 0.99, "latents": {"k": k}}
-    assert "    where the engine warned (38 of 100 events): top-1 0.79; elsewhere 0.97" \
-        in summary_lines(summary)
+    assert "    where the engine warned, top-1 there | elsewhere: any warning (58 events) " \
+           "0.86 | 0.95, lost_stratum (38 events) 0.79 | 0.97, not_decorrelated (58 events) " \
+           "0.86 | 0.95" in summary_lines(summary)
+    sentences = [dict(e, warnings=list(e["warnings"].values())) for e in events]
+    assert list(summarize(sentences)["k"]["by_warning"]) == ["any"]
     older = [{"latents": e["latents"]} for e in events]
     assert "by_warning" not in summarize(older)["k"]
 

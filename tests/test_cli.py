@@ -43,7 +43,7 @@ def test_multirun_over_two_engines(tmp_path):
         assert abs(mu["mean"] - 7.25) < 4 * 0.912871 / mu["ess"] ** 0.5
         # One ESS, the engine's: the top line is the smallest per latent, of the same kind.
         assert summary["ess"] == min(v["ess"] for v in summary["latents"].values())
-        assert summary["ess_kind"] and isinstance(summary["warnings"], list)
+        assert summary["ess_kind"] and isinstance(summary["warnings"], dict)
         for plot in ("marginals.png", "trace_types.png", "address_graph.png"):
             assert (job / plot).stat().st_size > 1000
         post = et.Posterior.load(job / "posterior.h5")

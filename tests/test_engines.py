@@ -228,6 +228,7 @@ def test_smc_reports_its_rounds_and_rejects_bad_options(gaussian_obs):
     assert not post.metadata["truncated"]
     short = et.infer(ridge, engine="smc", num_traces=100, seed=0, max_rounds=2)
     assert short.metadata["rounds"] == 2 and short.metadata["truncated"]
+    assert "raise max_rounds" in short.engine_summary["warnings"]["truncated"]
     with pytest.raises(ValueError, match="ess_fraction"):
         et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", ess_fraction=1.5)
     with pytest.raises(ValueError, match="at least 2 particles"):
@@ -447,10 +448,10 @@ def test_the_ess_is_the_engines_and_agrees_everywhere(engine, gaussian_obs):
 def test_low_ess_importance_runs_get_a_warning(gaussian_obs):
     poor = et.infer(gaussian_unknown_mean, observe=gaussian_obs, num_traces=200, seed=0)
     assert poor.ess < 30
-    assert any("effective sample size" in w for w in poor.engine_summary["warnings"])
+    assert "effective sample size" in poor.engine_summary["warnings"]["low_ess"]
     good = et.infer(gaussian_unknown_mean, observe={"obs0": 1.0, "obs1": 1.0}, num_traces=200,
                     seed=0)
-    assert good.ess > 30 and good.engine_summary["warnings"] == []
+    assert good.ess > 30 and good.engine_summary["warnings"] == {}
 
 
 def test_smc_progress_bar_has_a_total_and_ends_full(monkeypatch):
@@ -563,11 +564,12 @@ def test_ic_smc_says_when_the_posterior_drops_a_stratum_the_network_proposed(net
     meta = post.metadata
     assert sum(meta["final_shares"].values()) == pytest.approx(1.0)
     assert meta["start_shares"]["0"] >= 0.03 and "0" not in meta["final_shares"]
-    warning = next(w for w in meta["summary"]["warnings"] if "the network proposed n = " in w)
-    assert f" 0 ({meta['start_shares']['0']:.0%} of its proposals)" in warning
+    warning = meta["summary"]["warnings"]["lost_stratum"]
+    assert f"the network proposed n = 0 ({meta['start_shares']['0']:.0%} of its proposals)" \
+        in warning
     quiet = guided(networks, "poisson_mixture", "trained", 200, seed=3, stratify="n",
                    dispute_share=1.0)
-    assert not any("the network proposed" in w for w in quiet.metadata["summary"]["warnings"])
+    assert "lost_stratum" not in quiet.metadata["summary"]["warnings"]
     with pytest.raises(ValueError, match="dispute_share"):
         et.NetworkGuidedSMC(networks["gaussian"]["trained"], dispute_share=0.0)
 

@@ -174,7 +174,7 @@ def result_message(summary: Mapping[str, Any], output_dir: str) -> str:
         line += f", log evidence {summary['log_evidence']:.3f}"
         if summary.get("log_evidence_error") is not None:
             line += f" ± {summary['log_evidence_error']:.3f}"
-    line += "".join(f"\nwarning: {w}" for w in summary.get("warnings", []))
+    line += "".join(f"\nwarning: {w}" for w in summary.get("warnings", {}).values())
     headline = summary.get("report", {}).get("headline")
     return (f"{line}\n" + (f"{headline}\n" if headline else "")
             + f"results in {output_dir}: summary.json, posterior.h5, posterior_arviz.nc"

@@ -75,8 +75,10 @@ class Engine:
         was estimated), ``ess_by_latent`` (per scalar named latent, of the same kind),
         ``log_evidence`` (None where the engine does not estimate it) and
         ``log_evidence_error`` (its standard error), optional ``acceptance`` and ``rounds``,
-        and ``warnings`` (sentences for the user). This default is right for independent
-        weighted draws (importance sampling): Kish's ESS, the mean weight as evidence."""
+        and ``warnings`` (sentences for the user, keyed by what they warn of, so that
+        ``calibrate`` can tell which of them single out the events to doubt). This default is
+        right for independent weighted draws (importance sampling): Kish's ESS, the mean weight
+        as evidence."""
         ess = posterior.kish_ess
         n = posterior.num_traces
         log_evidence = logsumexp(posterior.log_weights) - math.log(max(n, 1))
@@ -113,10 +115,10 @@ def _marginal_kish(posterior: Posterior, key: str) -> float:
 
 def low_ess_warnings(ess: float | None, num_traces: int, kind: str = "",
                      remedy: str = "draw more traces or use an engine that proposes better "
-                                   "(a trained network, or SMC)") -> list[str]:
+                                   "(a trained network, or SMC)") -> dict[str, str]:
     """A warning when the effective sample size is too small to trust the marginals."""
     if ess is None or ess >= LOW_ESS:
-        return []
-    return [f"the effective sample size{kind} is {ess:.1f} of {num_traces} traces (under "
-            f"{LOW_ESS}): the marginals rest on a handful of traces and their intervals are "
-            f"not to be trusted; {remedy}"]
+        return {}
+    return {"low_ess": f"the effective sample size{kind} is {ess:.1f} of {num_traces} traces "
+                       f"(under {LOW_ESS}): the marginals rest on a handful of traces and their "
+                       f"intervals are not to be trusted; {remedy}"}

@@ -188,13 +188,14 @@ class NetworkEngine:
                 "network_traces_trained": self.network.traces_trained}
 
     @staticmethod
-    def fallback_warnings(posterior: Posterior) -> list[str]:
+    def fallback_warnings(posterior: Posterior) -> dict[str, str]:
         fallbacks = posterior.metadata.get("ic", {}).get("prior_fallbacks", 0)
         if not fallbacks:
-            return []
+            return {}
         unknown = posterior.metadata["ic"]["unknown_addresses"]
-        return [f"{fallbacks} random choices at {len(unknown)} address(es) the network never "
-                f"saw in training were drawn from the prior; train on traces that reach them"]
+        return {"prior_fallbacks": f"{fallbacks} random choices at {len(unknown)} address(es) "
+                                   f"the network never saw in training were drawn from the "
+                                   f"prior; train on traces that reach them"}
 
     @contextlib.contextmanager
     def sampling(self) -> Iterator[None]:
@@ -250,5 +251,5 @@ class InferenceCompilation(NetworkEngine, ImportanceSampling):
 
     def summarize(self, posterior: Posterior) -> dict:
         summary = super().summarize(posterior)
-        summary["warnings"] += self.fallback_warnings(posterior)
+        summary["warnings"].update(self.fallback_warnings(posterior))
         return summary

@@ -72,9 +72,9 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
         round they spread the population over what the data leave free.
     dispute_share:
         With ``stratify``: :meth:`summarize` warns where a value of that choice made by at least
-        this share of the network's start proposals keeps no particle of the posterior (the
-        network was wrong there, or the search lost a richer explanation; more particles
-        tell which).
+        this share of the network's start proposals keeps no particle of the posterior
+        (``lost_stratum``: the network was wrong there, or the search lost a richer
+        explanation, which more particles find in some runs).
     options:
         Everything else as for :class:`~.smc.SequentialMonteCarlo` (``ess_fraction``,
         ``moves``, ``max_moves``, ``chunk_size``, ...).
@@ -142,13 +142,14 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
 
     def summarize(self, posterior: Posterior) -> dict:
         summary = super().summarize(posterior)
-        summary["warnings"] += self.fallback_warnings(posterior)
+        summary["warnings"].update(self.fallback_warnings(posterior))
         disputed = self.disputed(posterior.metadata)
         if disputed:
-            summary["warnings"].append(
+            summary["warnings"]["lost_stratum"] = (
                 f"the network proposed {self.stratify} = "
                 + ", ".join(f"{value} ({share:.0%} of its proposals)"
                             for value, share in disputed.items())
-                + " and the posterior keeps none of it: the search may have lost it; rerun "
-                  "with more particles (num_traces) to tell")
+                + f" and the posterior keeps none of it: the search may have lost it, so its "
+                  f"certainty about {self.stratify} is in doubt; more particles (num_traces) "
+                  f"find it in some runs")
         return summary

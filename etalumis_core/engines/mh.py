@@ -171,8 +171,9 @@ class LightweightMH(Engine):
         if unconverged:
             worst = ", ".join(f"{k} ({v:.2f})" for k, v in sorted(unconverged.items(),
                                                                   key=lambda kv: -kv[1])[:5])
-            warnings.append(f"the chains disagree (R-hat above 1.1) on {worst}: their draws are "
-                            f"not yet a posterior sample; run longer chains or use engine=ic")
+            warnings["chains_disagree"] = (f"the chains disagree (R-hat above 1.1) on {worst}: "
+                                           f"their draws are not yet a posterior sample; run "
+                                           f"longer chains or use engine=ic")
         return {"ess": ess, "ess_kind": "mcmc: autocorrelation, summed over chains; smallest "
                                         "over the latents",
                 "ess_by_latent": by_latent, "log_evidence": None, "log_evidence_error": None,

@@ -376,15 +376,17 @@ class SequentialMonteCarlo(Engine):
                                     "use more particles (num_traces) or more sweeps per round "
                                     "(moves, max_moves)")
         if meta.get("truncated"):
-            warnings.append(f"tempering was cut short after max_rounds={self.max_rounds} rounds: "
-                            f"the last step jumped to the posterior; raise max_rounds")
+            warnings["truncated"] = (f"tempering was cut short after max_rounds={self.max_rounds} "
+                                     f"rounds: the last step jumped to the posterior; raise "
+                                     f"max_rounds")
         last = meta["round_stats"][-1]
         if last["correlation_with_start"] > max(self.decorrelation,
                                                 3.0 / math.sqrt(posterior.num_traces)):
-            warnings.append(f"the moves of the last round did not decorrelate the particles in "
-                            f"max_moves={self.max_moves} sweeps (correlation with the round's "
-                            f"start {last['correlation_with_start']:.2f}); the ESS is estimated "
-                            f"from the genealogy all the same")
+            warnings["not_decorrelated"] = (
+                f"the moves of the last round did not decorrelate the particles in "
+                f"max_moves={self.max_moves} sweeps (correlation with the round's start "
+                f"{last['correlation_with_start']:.2f}); the ESS is estimated from the genealogy "
+                f"all the same")
         return {"ess": ess,
                 "ess_kind": f"smc genealogy: ancestors {genealogy['lag']} round(s) back; "
                             f"smallest over the latents",
