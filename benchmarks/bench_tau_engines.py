@@ -15,8 +15,8 @@ CPU-seconds per event, and where each engine's warnings single out the events to
         [--ic-particles 50] [--stratify] [--workers 2] [--output bench_tau_engines]
 
 Events run ``--workers`` at a time, each on one core. At the defaults the ``smc`` half costs
-about 540 CPU-seconds per event on the 2-core development machine (about 7.5 hours on its two
-cores; 100 minutes on the faster machine of README's table), the ``ic_smc`` half about 26.
+about 160 CPU-seconds per event on the 2-core machine of README's table (2.2 hours on its two
+cores; 540 on a slower one), the ``ic_smc`` half about 10 (9 minutes).
 Each half writes its calibration under ``OUTPUT/smc`` and ``OUTPUT/ic_smc`` and resumes there
 if the script is run again with the same arguments.
 """
