@@ -187,12 +187,19 @@ def _write_json(path: str, obj: Any) -> None:
 
 
 # -- many events -------------------------------------------------------------------------------
+_RELIABILITY_EDGES = np.linspace(0.0, 1.0, RELIABILITY_BINS + 1)
+
+
+def _reliability_bin(p_top: np.ndarray) -> np.ndarray:
+    """The reliability table's bin of each top-value probability."""
+    return np.clip(np.digitize(p_top, _RELIABILITY_EDGES) - 1, 0, RELIABILITY_BINS - 1)
+
+
 def _reliability(p_top: np.ndarray, correct: np.ndarray, confidence: float) -> list[dict]:
     # A calibrated engine's number right in a bin is a sum of independent Bernoullis with the
     # predicted probabilities; the binomial at their mean has at least that variance, so its
     # band is the conservative one.
-    edges = np.linspace(0.0, 1.0, RELIABILITY_BINS + 1)
-    which = np.clip(np.digitize(p_top, edges) - 1, 0, RELIABILITY_BINS - 1)
+    which = _reliability_bin(p_top)
     table = []
     for b in range(RELIABILITY_BINS):
         mask = which == b
@@ -201,7 +208,8 @@ def _reliability(p_top: np.ndarray, correct: np.ndarray, confidence: float) -> l
             predicted = float(np.clip(p_top[mask].mean(), 0.0, 1.0))
             fraction = float(correct[mask].mean())
             band = coverage_band(count, predicted, confidence)
-            table.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": count,
+            table.append({"low": float(_RELIABILITY_EDGES[b]),
+                          "high": float(_RELIABILITY_EDGES[b + 1]), "count": count,
                           "mean_predicted": predicted, "fraction_correct": fraction,
                           "band": list(band), "within_band": band[0] <= fraction <= band[1]})
     return table
@@ -218,8 +226,8 @@ def summarize(events: Sequence[Mapping[str, Any]], confidence: float = CONFIDENC
     by_name: dict[str, list[dict]] = {}
     warned: dict[str, list[set]] = {}   # per latent, what each scoring event warned of
     for event in events:
-        kinds = ({"any"} | (set(event["warnings"]) if kept_kinds else set())
-                 if event.get("warnings") else set())
+        warnings = event.get("warnings")
+        kinds = {"any", *(warnings if kept_kinds else ())} if warnings else set()
         for name, score in event["latents"].items():
             by_name.setdefault(name, []).append(score)
             warned.setdefault(name, []).append(kinds)
@@ -252,7 +260,7 @@ def summarize(events: Sequence[Mapping[str, Any]], confidence: float = CONFIDENC
 def _split_by_warning(kinds: list[set], p_top: np.ndarray, correct: np.ndarray) -> dict:
     """Per kind of warning ("any": one of them), top-1, the mean probability of the top value
     and the certain answers (the top reliability bin) where the engine warned and elsewhere."""
-    certain = p_top >= 1.0 - 1.0 / RELIABILITY_BINS
+    certain = _reliability_bin(p_top) == RELIABILITY_BINS - 1
     out = {}
     for kind in sorted(set().union(*kinds), key=lambda k: (k != "any", k)):
         flags = np.array([kind in k for k in kinds])
