@@ -47,6 +47,16 @@ class Simulator:
         trace's addresses; proposals that change them are rejected."""
         return ()
 
+    def jumps(self) -> Sequence[Callable[[Mapping[str, Any], Any], Any]]:
+        """Metropolis–Hastings proposals between discrete structures (optional; SMC tries one
+        per sweep besides :meth:`moves`). ``jump(values, rng)`` returns ``(new_values,
+        log_ratio)`` like a move, but ``new_values`` holds a value for every controlled address
+        of the new trace (another decay channel's, say) and ``log_ratio`` is the Jacobian's
+        alone: the engine takes the whole prior of both traces. Each jump must be its own
+        reverse (for a symmetrically drawn auxiliary choice); one that would leave a value of
+        the new trace to be drawn is rejected."""
+        return ()
+
     def __enter__(self) -> "Simulator":
         return self
 

@@ -213,6 +213,61 @@ def test_smc_can_keep_a_simulators_own_moves_for_the_last_round():
         et.SequentialMonteCarlo(model_moves="last")
 
 
+K, WIDE, NARROW = "k__Categorical(len_probs:2)__1", "wide__Uniform__1", "narrow__Uniform__1"
+
+
+def twins(y=1.3, noise=0.001):
+    """Two explanations that the data cannot tell apart: x ~ Uniform(0, 2), or 2 x with
+    x ~ Uniform(0, 1). Exactly, p(k = 1 | y) = 0.2 · ½ / (0.8 · ½ + 0.2 · ½) = 0.2; a prior
+    redraw of k lands within the likelihood's width 0.001 almost never."""
+    k = int(et.sample(et.Categorical([0.8, 0.2]), name="k", address="k"))
+    x = (et.sample(et.Uniform(0.0, 2.0), address="wide") if k == 0
+         else 2.0 * et.sample(et.Uniform(0.0, 1.0), address="narrow"))
+    et.observe(et.Normal(x, noise), y, name="y")
+
+
+class TwinsWithAJump(et.PythonSimulator):
+    """The twins, with the jump their owner knows: k flips and x keeps the mean it gives."""
+
+    def __init__(self, log_jacobian=math.log(2.0), complete=True):
+        super().__init__(twins, name="twins", observations={"y": ()})
+        self.log_jacobian, self.complete = log_jacobian, complete
+
+    def jumps(self):
+        return (self.flip,)
+
+    def flip(self, values, rng):
+        if int(values[K]) == 0:
+            new, log_jacobian = {K: 1, NARROW: values[WIDE] / 2.0}, -self.log_jacobian
+        else:
+            new, log_jacobian = {K: 0, WIDE: 2.0 * values[NARROW]}, self.log_jacobian
+        return (new if self.complete else {K: new[K]}), log_jacobian
+
+
+@pytest.mark.parametrize("model_moves", [True, "final"])
+def test_smc_jumps_between_explanations_and_stays_exact(model_moves):
+    """With the jump the population weighs both explanations by their posterior, 0.8 : 0.2;
+    with its Jacobian left out the odds double (1/3 for k = 1), and the same run must see it."""
+    def share(sim):
+        post = et.infer(sim, engine="smc", num_traces=400, seed=2, model_moves=model_moves)
+        k = post.marginal("k")
+        return float(np.sum(k.weights * (k.values == 1)) / np.sum(k.weights)), post
+    right, post = share(TwinsWithAJump())
+    rounds = post.metadata["round_stats"]
+    assert rounds[-1]["acceptance_jump"] > 0.2, rounds[-1]
+    if model_moves == "final":
+        assert all(r["tried_jump"] == 0 for r in rounds[:-1]), rounds
+    ess = effective_size(post, "k")
+    within(right, 0.2, math.sqrt(0.2 * 0.8 / ess), "p(k = 1) with the jump")
+    wrong, _ = share(TwinsWithAJump(log_jacobian=0.0))
+    assert wrong - 0.2 > 3 * math.sqrt(0.2 * 0.8 / ess), wrong   # 1/3 expected: it notices
+    # A jump that leaves a value of the new trace to be drawn is refused every time.
+    post = et.infer(TwinsWithAJump(complete=False), engine="smc", num_traces=50, seed=2)
+    stats = post.metadata["round_stats"]
+    assert sum(r["tried_jump"] for r in stats) > 0
+    assert all(r["acceptance_jump"] in (None, 0.0) for r in stats), stats
+
+
 def test_smc_reports_its_rounds_and_rejects_bad_options(gaussian_obs):
     post = et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", num_traces=200,
                     seed=0)

@@ -22,8 +22,9 @@ with everything else as in :class:`~.smc.SequentialMonteCarlo`:
   tempering from the prior cannot. As β grows, (w' / w)^β sharpens and these moves stop being
   accepted while each still costs a network pass and a simulator run, so after a round that
   accepted fewer than ``min_independence_acceptance`` of them the run leaves them out.
-* the simulator's own moves (``model_moves``) run in the last round only, where no move is
-  scored: before it, each accepted one would cost a network pass besides its simulator run.
+* the simulator's own moves and jumps (``model_moves``) run in the last round only, where no
+  move is scored: before it, each accepted one would cost a network pass besides its
+  simulator run.
 
 Values the network has no proposal for (addresses it never met in training) are drawn from
 the prior, counted in ``posterior.metadata["ic"]`` as for inference compilation.

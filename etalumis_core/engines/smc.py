@@ -23,6 +23,10 @@ resamples (systematic), then moves every particle with Metropolis–Hastings ker
 * one of the simulator's own moves, if it offers any (:meth:`Simulator.moves`): proposals that
   know a symmetry of the model, such as the tau plugin's moves of the tau momentum that keep
   every visible particle in place, which travel where no generic move can;
+* one of the simulator's own jumps, if it offers any (:meth:`Simulator.jumps`): moves to
+  another discrete structure that place every value of the new trace themselves, such as the
+  tau plugin's swap of a pion for a kaon with the same energy and direction, which the
+  calorimeter cannot tell apart and a prior redraw of the decay channel almost never finds;
 * a lightweight-MH move (see :mod:`.mh`) at one controlled site drawn afresh from its prior,
   which lets a particle change its discrete choices and keeps the kernel irreducible when the
   population has collapsed: in every sweep where no block step applied (so every particle
@@ -145,9 +149,10 @@ class SequentialMonteCarlo(Engine):
         keeps (the tempering step is chosen to hit it). Higher means more, gentler rounds.
     moves:
         MH sweeps per particle in one batch, the fewest a round runs. A sweep is one
-        differential-evolution move, one of the simulator's own moves if it has any, and a
-        prior redraw at one site (always where no differential-evolution step applies, so
-        that every particle moves in every sweep; else with ``redraw_probability``).
+        differential-evolution move, one of the simulator's own moves and one of its jumps if
+        it has any, and a prior redraw at one site (always where no differential-evolution
+        step applies, so that every particle moves in every sweep; else with
+        ``redraw_probability``).
     max_moves:
         Most sweeps per round. A round sweeps in batches of ``moves`` until the particles have
         decorrelated from where the round started: no scalar value (nor the log-likelihood)
@@ -162,8 +167,9 @@ class SequentialMonteCarlo(Engine):
     jump_probability:
         Chance that a differential-evolution move uses γ = 1 (a jump between modes).
     model_moves:
-        Use the simulator's own moves (:meth:`Simulator.moves`), one per sweep, when it has any:
-        ``True`` in every round, ``"final"`` in the last round only (β = 1), ``False`` never.
+        Use the simulator's own moves and jumps (:meth:`Simulator.moves`,
+        :meth:`Simulator.jumps`), one of each per sweep, when it has any: ``True`` in every
+        round, ``"final"`` in the last round only (β = 1), ``False`` never.
     max_rounds:
         Safety stop: after this many rounds the last one goes straight to β = 1 (recorded in
         ``metadata["truncated"]``).
@@ -250,7 +256,9 @@ class SequentialMonteCarlo(Engine):
         ``acceptance_KIND`` and ``tried_KIND``): the simulator's own moves before the last
         round where ``model_moves`` is ``"final"``. Every move leaves each target invariant, so
         which of them a round runs may depend on the population's past."""
-        return frozenset({"model"}) if self.model_moves == "final" and beta < 1.0 else frozenset()
+        if self.model_moves == "final" and beta < 1.0:
+            return frozenset({"model", "jump"})
+        return frozenset()
 
     def scores_moves(self, beta: float, retired: frozenset[str]) -> bool:
         """Whether a move at ``beta`` must score its trace under the guide: q is part of every
@@ -643,13 +651,15 @@ def _move_chunk(simulator: Simulator, item: MoveBatch, report: Callable[[int], N
 
 
 def _run(context: MoveContext, particle: Particle, overrides: dict | None = None,
-         redraw: str | None = None, avoid: Any = _MISSING) -> tuple[Trace, Particle] | None:
+         redraw: str | None = None, avoid: Any = _MISSING,
+         values: dict | None = None) -> tuple[Trace, Particle] | None:
     """Run the simulator on the particle's values, with ``overrides`` at some addresses, or
     with the address ``redraw`` drawn afresh from its prior (from the prior less the value
     ``avoid``, if given): ``(trace, its particle)``, or None when an override lies outside its
     support (checked before the run where the particle knows the support, so most impossible
-    steps cost nothing). The particle is not yet scored under the start distribution
-    (:func:`_accept` does that where the target needs it)."""
+    steps cost nothing). ``values`` replaces the particle's values as those reused (a jump's
+    new trace). The particle is not yet scored under the start distribution (:func:`_accept`
+    does that where the target needs it)."""
     overrides = overrides or {}
     for address, value in overrides.items():
         support = particle.supports.get(address)
@@ -658,7 +668,7 @@ def _run(context: MoveContext, particle: Particle, overrides: dict | None = None
             return None
     controller = context.controller
     controller.previous, controller.overrides, controller.redraw, controller.avoid = \
-        particle.values, overrides, redraw, avoid
+        particle.values if values is None else values, overrides, redraw, avoid
     trace = run_trace(context.simulator, controller, context.engine.retries)
     controller.avoid = _MISSING
     if controller.outside:
@@ -751,6 +761,28 @@ def _model_move(context: MoveContext, particle: Particle) -> Any:
     return _accept(context, particle, proposed, trace, log_ratio)
 
 
+def _jump_move(context: MoveContext, particle: Particle) -> Any:
+    """One of the simulator's own jumps (:meth:`Simulator.jumps`), chosen uniformly: a move to
+    another discrete structure that gives a value at every controlled address of the new trace.
+    Nothing is drawn afresh, so the whole prior of both traces enters the ratio; a proposal
+    that leaves an address of the new trace to be drawn, or gives one it does not have, is
+    rejected."""
+    rng = context.rng
+    jumps = context.simulator.jumps() if context.engine.model_moves else ()
+    if not jumps:
+        return None
+    proposal = jumps[int(rng.integers(len(jumps)))](particle.values, rng)
+    if proposal is None:
+        return None
+    values, log_ratio = proposal
+    trace, proposed = _run(context, particle, values=values)
+    if set(proposed.values) != set(values) or not all(
+            v.reused for v in trace.variables if v.kind is SAMPLE and v.control):
+        return False
+    prior = sum(proposed.log_probs.values()) - sum(particle.log_probs.values())
+    return _accept(context, particle, proposed, trace, log_ratio + prior, whole_prior=True)
+
+
 def _redraw_move(context: MoveContext, particle: Particle) -> Any:
     """A lightweight-MH move: one controlled site redrawn from its prior. At an unordered
     discrete site (a categorical choice) the redraw proposes only values other than the
@@ -776,15 +808,15 @@ def _redraw_move(context: MoveContext, particle: Particle) -> Any:
 
 
 def _accept(context: MoveContext, current: Particle, proposed: Particle, trace: Trace,
-            extra: float) -> Any:
+            extra: float, whole_prior: bool = False) -> Any:
     # Lightweight MH with the likelihood tempered: values drawn afresh (and those of the
     # current trace left behind) cancel against their prior proposal, so only reused values
-    # enter the prior ratio.
+    # enter the prior ratio (a jump draws nothing afresh: ``extra`` holds its whole prior ratio).
     beta, rng = context.beta, context.rng
     log_alpha = extra + beta * (proposed.log_likelihood - current.log_likelihood)
-    for v in trace.variables:
-        if v.kind is SAMPLE and v.reused:
-            log_alpha += v.log_prob - current.log_probs[v.address]
+    if not whole_prior:
+        log_alpha += sum(v.log_prob - current.log_probs[v.address] for v in trace.variables
+                         if v.kind is SAMPLE and v.reused)
     if math.isnan(log_alpha) or (log_alpha < 0 and math.log(rng.random()) >= log_alpha):
         return False
     if context.score:
@@ -822,7 +854,8 @@ def independence_move(context: MoveContext, particle: Particle) -> Any:
     return proposed, trace
 
 
-MOVES = (("block", _block_move), ("model", _model_move), ("redraw", _redraw_move))
+MOVES = (("block", _block_move), ("model", _model_move), ("jump", _jump_move),
+         ("redraw", _redraw_move))
 
 
 def _kish(log_w: np.ndarray) -> float:

@@ -15,6 +15,7 @@ from etalumis_core.distributions import Categorical, Normal, Poisson, Uniform
 from . import physics
 from .calorimeter import Calorimeter
 from .decay import DecayEvent, decay_tau, tau_four_momentum
+from .jumps import ChannelJumps
 from .moves import TauMomentumMoves
 
 logger = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ class TauDecaySimulator(PythonSimulator):
         self.channel_probs = physics.CHANNEL_PROBS.tolist()
         self._sampler = PPLSampler()
         self._moves = TauMomentumMoves(self.resonances).moves()
+        self._jumps = ChannelJumps(self.resonances).jumps()
         super().__init__(name=name, observations=self.observations)
 
     def config(self) -> dict[str, Any]:
@@ -255,6 +257,12 @@ class TauDecaySimulator(PythonSimulator):
         of a one-neutrino decay, or about the lepton of a leptonic one; see :mod:`.moves`), for
         engines that take a simulator's own moves (SMC)."""
         return self._moves
+
+    def jumps(self) -> tuple:
+        """Jumps between decay channels that the calorimeter cannot tell apart: a pion for a
+        kaon of the same energy and direction, a K_S for a K_L (see :mod:`.jumps`), for
+        engines that take a simulator's own jumps (SMC)."""
+        return self._jumps
 
     def __repr__(self) -> str:
         return f"TauDecaySimulator({self.config()!r})"

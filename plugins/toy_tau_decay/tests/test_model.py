@@ -232,6 +232,9 @@ def test_report_writes_summary_and_plots(sim, tmp_path):
 def test_smc_identifies_a_pi_pi0_event_and_covers_its_momentum(sim):
     """On the first synthetic tau -> pi- pi0 nu event of the seeds (the default job's event),
     SMC puts the true channel first and the true px, py, pz inside the central 95% intervals.
+    The calorimeter cannot tell its pion from a kaon of the same energy and direction, and
+    τ → K⁻ π⁰ ν keeps a share (about a tenth: the evidence of each channel on its own gives
+    0.13).
 
     The neutrino leaves the tau momentum free along a cone around the visible rho: the
     posterior of (px, py) is a ring of about a GeV, which the simulator's own moves travel
@@ -242,7 +245,8 @@ def test_smc_identifies_a_pi_pi0_event_and_covers_its_momentum(sim):
     post = et.infer(sim, observe={"calorimeter": truth.result["calorimeter"]}, engine="smc",
                     num_traces=200, seed=0, progress=False)
     probs = analysis.channel_probabilities(post)
-    assert int(np.argmax(probs)) == 4 and probs[4] > 0.9
+    assert int(np.argmax(probs)) == 4 and probs[4] > 0.6
+    assert probs[physics.channel_index("K⁻ π⁰")] > 0.02
     for key in ("px", "py", "pz"):
         low, high = post.marginal(key).quantile([0.025, 0.975])
         assert low < truth.result[key] < high, (key, truth.result[key], low, high)
