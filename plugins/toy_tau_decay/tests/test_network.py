@@ -64,9 +64,10 @@ def test_network_proposes_every_choice_of_the_demo_event():
 
 
 def test_network_guided_smc_names_the_demo_event_and_keeps_the_tau_moves_for_the_end():
-    """ic_smc with the shipped network names the demo event's channel; the plugin's moves of
-    the tau momentum (which the network would have to score before the last round) run in
-    the last round only, and are accepted there."""
+    """ic_smc with the shipped network names the demo event's channel (τ → π⁻ π⁰ ν, with a
+    share for its look-alike τ → K⁻ π⁰ ν); the plugin's moves of the tau momentum (which the
+    network would have to score before the last round) run in the last round only, and are
+    accepted there."""
     sim = TauDecaySimulator()
     truth = et.simulate(sim, seed=DEMO_TRUTH_SEED).result
     post = et.infer(sim, observe={"calorimeter": truth["calorimeter"]}, engine="ic_smc",
@@ -76,5 +77,7 @@ def test_network_guided_smc_names_the_demo_event_and_keeps_the_tau_moves_for_the
     assert rounds[-1]["beta"] == 1.0 and rounds[-1]["acceptance_model"] > 0.5, rounds[-1]
     assert post.metadata["ic"]["prior_fallbacks"] == 0
     _, channels = post.values_of("channel")
-    p_true = float(np.mean(np.asarray(channels, dtype=int) == truth["channel"]))
-    assert p_true > 0.9, p_true
+    channels = np.asarray(channels, dtype=int)
+    p_true = float(np.mean(channels == truth["channel"]))
+    # The rest goes to the kaon the calorimeter cannot tell from the pion (smc: about 0.1).
+    assert p_true > 0.75 and set(channels.tolist()) <= {truth["channel"], 9}, channels
