@@ -61,7 +61,8 @@ class Controller:
     rng:
         The generator every random decision of this controller draws from.
     observations:
-        Observed values by name; an ``observe`` whose name is here is conditioned on that value.
+        Observed values by name; an ``observe`` whose name is here is conditioned on that value,
+        and so is a ``sample`` (a latent fixed by the user, see :meth:`_condition`).
     sample_missing_observations:
         When an ``observe`` has no value (neither given by the simulator nor by name), draw it
         from its distribution (training-data generation and synthetic observations) instead of
@@ -143,6 +144,8 @@ class Controller:
 
     # -- messages ----------------------------------------------------------------------------
     def sample(self, base: str, distribution: Any, name: str | None, control: bool) -> Any:
+        if name is not None and name in self._given:
+            return self._condition(base, distribution, name)
         address = self._address(base, distribution.address_suffix)
         if control:
             value, log_q, reused = self.propose(address, distribution, name)
@@ -187,6 +190,17 @@ class Controller:
                                         log_prob))
         return value
 
+    def _condition(self, base: str, distribution: Any, name: str) -> Any:
+        """A sample whose name is given with the observations is conditioned on: it is observed
+        at that value, so its probability weighs the trace like a likelihood term and the
+        evidence becomes p(y, value). Inference given a decay channel, say, and the channels'
+        evidences side by side. A discrete value goes back to the simulator as an integer, as
+        a draw would."""
+        value = self.observe(base, distribution, None, name)
+        if distribution.discrete and bool(np.all(np.mod(value, 1.0) == 0.0)):
+            return int(value) if np.ndim(value) == 0 else np.asarray(value, dtype=np.int64)
+        return value
+
     def _fit_shape(self, address: str, name: str, value: Any, distribution: Any) -> Any:
         """An observation whose shape differs from the distribution's only by dimensions of
         size one (a remote simulator writing a scalar as ``[1]``) is reshaped; any other
@@ -213,10 +227,12 @@ class Controller:
                                         log_weight, False, log_weight))
 
     def check_observations_used(self, simulator_name: str) -> None:
-        """After a trace: every observation given must name an ``observe`` of the simulator."""
+        """After a trace: every observation given must name an ``observe`` (or a ``sample``)
+        of the simulator."""
         unused = set(self.observations) - self.observed_names
         if unused:
             seen = ", ".join(sorted(self.observed_names)) or "none"
             raise ObservationError(
-                f"observation(s) {', '.join(sorted(unused))} name no observe statement of "
-                f"simulator {simulator_name!r}; its observe names are: {seen}")
+                f"observation(s) {', '.join(sorted(unused))} name no observe or sample "
+                f"statement of simulator {simulator_name!r} in this trace; the names it "
+                f"observed: {seen}")

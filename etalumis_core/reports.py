@@ -89,7 +89,7 @@ def category_summary(probs: np.ndarray, labels: Sequence[str], true_index: Any =
     """The most probable category, the categories with posterior mass (most probable first:
     index, label as ``name``, each of ``other_labels`` (e.g. ``{"ascii_name": [...]}``),
     probability, and the prior where given) and, with a true index, its label, probability
-    and rank (1 = most probable)."""
+    and rank (1 = most probable). Without any mass, ``map_index`` and ``map_name`` are None."""
     probs = np.asarray(probs, dtype=float)
     order = np.argsort(-probs)
     entries = []
@@ -101,7 +101,9 @@ def category_summary(probs: np.ndarray, labels: Sequence[str], true_index: Any =
             if prior is not None:
                 entry["prior"] = float(prior[i])
             entries.append(entry)
-    out: dict[str, Any] = {"map_index": int(order[0]), "map_name": labels[int(order[0])],
+    # No mass anywhere (no trace has the variable, or it was conditioned on): no MAP either.
+    top = int(order[0]) if entries else None
+    out: dict[str, Any] = {"map_index": top, "map_name": labels[top] if entries else None,
                            "probabilities": entries}
     if true_index is not None:
         t = int(_number(true_index))

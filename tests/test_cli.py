@@ -84,6 +84,22 @@ def test_infer_job_loads_plugins_once_and_builds_one_simulator_beside_the_execut
         assert "warning: the effective sample size" in summary["message"]
 
 
+def test_infer_job_conditions_on_latents_given_by_name(tmp_path):
+    """``+given.n=2``: the number of clusters is fixed, so it is no latent of the posterior."""
+    from omegaconf import OmegaConf
+
+    from etalumis_core.app import jobs
+
+    cfg = OmegaConf.create({"simulator": {"name": "poisson_mixture"},
+                            "engine": {"name": "importance"}, "executor": {"name": "serial"},
+                            "num_traces": 200, "seed": 0, "observation": None, "truth_seed": 3,
+                            "given": {"n": 2}, "plots": False, "progress": False})
+    summary = jobs.infer_from_config(cfg, str(tmp_path))
+    assert summary["given"] == {"n": 2}
+    assert "n" not in summary["latents"]
+    assert summary["latents"]["clusters"]["mean"] == pytest.approx(2.0, abs=1e-12)
+
+
 def test_simulate_then_infer_from_the_observation_file(tmp_path):
     run(["simulate", "simulator=poisson_mixture", "seed=4", "num_traces=20",
          "hydra.run.dir=sim"], tmp_path)

@@ -86,7 +86,8 @@ def test_headline_says_what_is_most_probable_and_whether_the_truth_is_covered():
     assert reports.headline("regime", LABELS, category, scalars, "parameters") == (
         "most probable regime: storm (posterior probability 0.75); the true regime is calm\n"
         "true parameters inside the central 95% interval: mu yes, sigma NO")
-    empty = reports.category_summary(np.zeros(2), LABELS)
+    empty = reports.category_summary(np.zeros(2), LABELS)   # e.g. the regime conditioned on
+    assert empty["map_index"] is None and empty["map_name"] is None
     assert reports.headline("regime", LABELS, empty) is None
 
 

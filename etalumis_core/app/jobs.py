@@ -181,16 +181,27 @@ def result_message(summary: Mapping[str, Any], output_dir: str) -> str:
             + "".join(f", {p}" for p in summary.get("plots", [])))
 
 
+def given_latents(cfg: Any) -> dict:
+    """Latents the job conditions on by name (``+given.channel=10``), besides the observation."""
+    from omegaconf import OmegaConf
+
+    given = cfg.get("given")
+    return dict(OmegaConf.to_container(given, resolve=True)) if given else {}
+
+
 def infer_from_config(cfg: Any, output_dir: str, plugins: Plugins | None = None) -> dict:
     plugins = plugins or load_plugins()
     spec = simulator_spec(plugins, cfg.simulator)
     engine = build(plugins, "engines", cfg.engine)
     with SimulatorOnDemand(spec) as local:
         observations, truth, source = resolve_observation(cfg, local)
+        given = given_latents(cfg)
         with build(plugins, "executors", cfg.executor) as executor:
-            summary = run_inference(spec, engine, executor, observations, int(cfg.num_traces),
-                                    cfg.seed, output_dir, truth, bool(cfg.plots),
-                                    bool(cfg.progress), extra={"observation": source},
+            summary = run_inference(spec, engine, executor, {**observations, **given},
+                                    int(cfg.num_traces), cfg.seed, output_dir, truth,
+                                    bool(cfg.plots), bool(cfg.progress),
+                                    extra={"observation": source,
+                                           **({"given": given} if given else {})},
                                     plugins=plugins, local=local)
     summary["message"] = result_message(summary, output_dir)
     return summary
