@@ -209,7 +209,7 @@ def test_smc_can_keep_a_simulators_own_moves_for_the_last_round():
     ess = effective_size(post, "a")
     within(float(post.marginal("a").mean), mean, std / math.sqrt(ess), "E[a], final slide")
     within(float(post.marginal("a").stddev), std, std / math.sqrt(2 * ess), "sd[a], final slide")
-    with pytest.raises(ValueError, match="model_moves must be true, false or 'final'"):
+    with pytest.raises(ValueError, match="model_moves must be true, false, 'final' or 'jumps'"):
         et.SequentialMonteCarlo(model_moves="last")
 
 
@@ -244,7 +244,7 @@ class TwinsWithAJump(et.PythonSimulator):
         return (new if self.complete else {K: new[K]}), log_jacobian
 
 
-@pytest.mark.parametrize("model_moves", [True, "final"])
+@pytest.mark.parametrize("model_moves", [True, "final", "jumps"])
 def test_smc_jumps_between_explanations_and_stays_exact(model_moves):
     """With the jump the population weighs both explanations by their posterior, 0.8 : 0.2;
     with its Jacobian left out the odds double (1/3 for k = 1), and the same run must see it."""
@@ -257,6 +257,8 @@ def test_smc_jumps_between_explanations_and_stays_exact(model_moves):
     assert rounds[-1]["acceptance_jump"] > 0.2, rounds[-1]
     if model_moves == "final":
         assert all(r["tried_jump"] == 0 for r in rounds[:-1]), rounds
+    else:   # "jumps": in every round, as with True
+        assert len(rounds) > 1 and all(r["tried_jump"] > 0 for r in rounds), rounds
     ess = effective_size(post, "k")
     within(right, 0.2, math.sqrt(0.2 * 0.8 / ess), "p(k = 1) with the jump")
     wrong, _ = share(TwinsWithAJump(log_jacobian=0.0))

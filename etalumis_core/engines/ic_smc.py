@@ -22,9 +22,10 @@ with everything else as in :class:`~.smc.SequentialMonteCarlo`:
   tempering from the prior cannot. As β grows, (w' / w)^β sharpens and these moves stop being
   accepted while each still costs a network pass and a simulator run, so after a round that
   accepted fewer than ``min_independence_acceptance`` of them the run leaves them out.
-* the simulator's own moves and jumps (``model_moves``) run in the last round only, where no
-  move is scored: before it, each accepted one would cost a network pass besides its
-  simulator run.
+* the simulator's own moves (``model_moves``) run in the last round only, where no move is
+  scored: before it, each accepted one would cost a network pass besides its simulator run;
+  its jumps between discrete structures run in every round, where the tempered likelihood
+  lets a jump to a richer structure in before the data sharpen against it.
 
 Values the network has no proposal for (addresses it never met in training) are drawn from
 the prior, counted in ``posterior.metadata["ic"]`` as for inference compilation.
@@ -65,12 +66,14 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
         The independence moves stop for the rest of the run after a round that accepted
         fewer than this fraction of them (0 keeps them to the end).
     model_moves:
-        As for :class:`~.smc.SequentialMonteCarlo`, but ``"final"`` by default: before the last
-        round every accepted move is also scored under the network, and the simulator's own
-        moves, accepted most of the time, would cost a network pass each besides their run.
-        Where they move along the likelihood's level sets (the tau plugin's hold every
+        As for :class:`~.smc.SequentialMonteCarlo`, but ``"jumps"`` by default: before the
+        last round every accepted move is also scored under the network, and the simulator's
+        own moves, accepted most of the time, would cost a network pass each besides their
+        run. Where they move along the likelihood's level sets (the tau plugin's hold every
         visible particle in place), the tempering loses nothing without them; in the last
-        round they spread the population over what the data leave free.
+        round they spread the population over what the data leave free. The jumps, rarely
+        accepted, cost little, and reach a richer structure while the likelihood is tempered
+        (``"final"`` keeps them for the last round too).
     dispute_share:
         With ``stratify``: :meth:`summarize` warns where a value of that choice made by at least
         this share of the network's start proposals keeps no particle of the posterior
@@ -86,7 +89,7 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
     def __init__(self, network: Any, independence_probability: float = 0.5,
                  min_independence_acceptance: float = 0.01, check_simulator: bool = True,
                  num_threads: int | None = 1, embeddings: Any = None,
-                 model_moves: bool | str = "final", dispute_share: float = 0.1,
+                 model_moves: bool | str = "jumps", dispute_share: float = 0.1,
                  **options: Any) -> None:
         super().__init__(model_moves=model_moves, **options)
         for label, p in (("independence_probability", independence_probability),

@@ -169,7 +169,8 @@ class SequentialMonteCarlo(Engine):
     model_moves:
         Use the simulator's own moves and jumps (:meth:`Simulator.moves`,
         :meth:`Simulator.jumps`), one of each per sweep, when it has any: ``True`` in every
-        round, ``"final"`` in the last round only (β = 1), ``False`` never.
+        round, ``"final"`` in the last round only (β = 1), ``"jumps"`` the jumps in every
+        round and the moves in the last only, ``False`` never.
     max_rounds:
         Safety stop: after this many rounds the last one goes straight to β = 1 (recorded in
         ``metadata["truncated"]``).
@@ -217,9 +218,11 @@ class SequentialMonteCarlo(Engine):
         self.decorrelation = float(decorrelation)
         self.redraw_probability = float(redraw_probability)
         self.jump_probability = float(jump_probability)
-        if model_moves not in (True, False, "final"):
-            raise ValueError(f"model_moves must be true, false or 'final', got {model_moves!r}")
-        self.model_moves = model_moves if model_moves == "final" else bool(model_moves)
+        if model_moves not in (True, False, "final", "jumps"):
+            raise ValueError(f"model_moves must be true, false, 'final' or 'jumps', got "
+                             f"{model_moves!r}")
+        self.model_moves = (model_moves if model_moves in ("final", "jumps")
+                            else bool(model_moves))
         self.max_rounds = int(max_rounds)
         self.chunk_size = int(chunk_size)
         if stratify is not None and (not isinstance(stratify, str) or not stratify):
@@ -254,10 +257,12 @@ class SequentialMonteCarlo(Engine):
     def retired_kernels(self, rounds: list[dict], beta: float) -> frozenset[str]:
         """The kinds of move the round at ``beta`` leaves out, given the rounds so far (their
         ``acceptance_KIND`` and ``tried_KIND``): the simulator's own moves before the last
-        round where ``model_moves`` is ``"final"``. Every move leaves each target invariant, so
+        round where ``model_moves`` is ``"final"`` (the moves alone where it is ``"jumps"``). Every move leaves each target invariant, so
         which of them a round runs may depend on the population's past."""
         if self.model_moves == "final" and beta < 1.0:
             return frozenset({"model", "jump"})
+        if self.model_moves == "jumps" and beta < 1.0:
+            return frozenset({"model"})
         return frozenset()
 
     def scores_moves(self, beta: float, retired: frozenset[str]) -> bool:

@@ -47,11 +47,15 @@ class Sampler(Protocol):
 
 
 class NumpySampler:
-    """A :class:`Sampler` drawing from a numpy generator; optionally counts draws per address."""
+    """A :class:`Sampler` drawing from a numpy generator; optionally counts draws per address,
+    and records the uniform draws by the addresses a trace gives them
+    (``address__Uniform__n``), so that :class:`ReplaySampler` can run the decay again."""
 
-    def __init__(self, rng: np.random.Generator | int | None = None, count: bool = False) -> None:
+    def __init__(self, rng: np.random.Generator | int | None = None, count: bool = False,
+                 record: bool = False) -> None:
         self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        self.counts: dict[str, int] | None = {} if count else None
+        self.counts: dict[str, int] | None = {} if count or record else None
+        self.values: dict[str, float] | None = {} if record else None
 
     def _count(self, address: str) -> None:
         if self.counts is not None:
@@ -59,7 +63,10 @@ class NumpySampler:
 
     def uniform(self, low: float, high: float, address: str, name: str | None = None) -> float:
         self._count(address)
-        return float(self.rng.uniform(low, high))
+        value = float(self.rng.uniform(low, high))
+        if self.values is not None:
+            self.values[f"{address}__Uniform__{self.counts[address]}"] = value
+        return value
 
     def categorical(self, probs: np.ndarray, address: str, name: str | None = None) -> int:
         self._count(address)
@@ -73,6 +80,19 @@ class NumpySampler:
                control: bool = False) -> np.ndarray:
         self._count(address)
         return self.rng.normal(mean, stddev)
+
+
+class ReplaySampler:
+    """A :class:`Sampler` that gives back a trace's uniform draws by address and instance (a
+    ``KeyError`` where the decay asks for one the trace lacks)."""
+
+    def __init__(self, values: Any) -> None:
+        self.values: Any = values
+        self.seen: dict[str, int] = {}
+
+    def uniform(self, low: float, high: float, address: str, name: str | None = None) -> float:
+        self.seen[address] = self.seen.get(address, 0) + 1
+        return float(self.values[f"{address}__Uniform__{self.seen[address]}"])
 
 
 class Particle:

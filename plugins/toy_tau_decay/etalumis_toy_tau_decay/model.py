@@ -17,6 +17,7 @@ from .calorimeter import Calorimeter
 from .decay import DecayEvent, decay_tau, tau_four_momentum
 from .jumps import ChannelJumps
 from .moves import TauMomentumMoves
+from .splits import SplitMerge
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ class TauDecaySimulator(PythonSimulator):
         self.channel_probs = physics.CHANNEL_PROBS.tolist()
         self._sampler = PPLSampler()
         self._moves = TauMomentumMoves(self.resonances).moves()
-        self._jumps = ChannelJumps(self.resonances).jumps()
+        self._jumps = ChannelJumps(self.resonances).jumps() + (SplitMerge(self.resonances),)
         super().__init__(name=name, observations=self.observations)
 
     def config(self) -> dict[str, Any]:
@@ -259,9 +260,11 @@ class TauDecaySimulator(PythonSimulator):
         return self._moves
 
     def jumps(self) -> tuple:
-        """Jumps between decay channels that the calorimeter cannot tell apart: a pion for a
-        kaon of the same energy and direction, a K_S for a K_L (see :mod:`.jumps`), for
-        engines that take a simulator's own jumps (SMC)."""
+        """Jumps between decay channels, for engines that take a simulator's own jumps (SMC):
+        between channels the calorimeter cannot tell apart, a pion for a kaon of the same
+        energy and direction and a K_S for a K_L (see :mod:`.jumps`), and between channels with
+        one π⁰ or one π⁺ π⁻ pair more or less, a particle split in two or three and merged
+        back (see :mod:`.splits`)."""
         return self._jumps
 
     def __repr__(self) -> str:

@@ -15,7 +15,8 @@ import etalumis_core as et
 from etalumis_core.seeding import chunk_rng
 from etalumis_core.engines.mh import MHController, _controlled_values
 from etalumis_toy_tau_decay import TauDecaySimulator, physics
-from etalumis_toy_tau_decay.decay import NumpySampler, decay_tau, tau_four_momentum
+from etalumis_toy_tau_decay.decay import (NumpySampler, ReplaySampler, decay_tau,
+                                          tau_four_momentum)
 from etalumis_toy_tau_decay.jumps import LOOK_ALIKES, ChannelJumps
 from etalumis_toy_tau_decay.moves import CHANNEL, PX, PY, PZ
 
@@ -101,27 +102,13 @@ def test_the_jacobian_is_the_determinant_of_the_map(sim, channel, redrawn, log_d
     assert abs(mapped(x0)[1]) > 0.05   # a Jacobian that is not 1 was tested
 
 
-class Recorder(NumpySampler):
-    """Draws from numpy and records each draw by the address the simulator gives it."""
-
-    def __init__(self, rng):
-        super().__init__(rng)
-        self.values, self.seen = {}, Counter()
-
-    def uniform(self, low, high, address, name=None):
-        value = super().uniform(low, high, address)
-        self.seen[address] += 1
-        self.values[f"{address}__Uniform__{self.seen[address]}"] = value
-        return value
-
-
 def prior_draws(n, rng, channels=(4, 9)):
     """The decay's draws of τ → ρ ν or K* ν, each channel half the time (the prior below)."""
     draws = []
     for _ in range(n):
         p = rng.uniform([-3, -3, 43], [3, 3, 47])
         channel = int(rng.choice(channels))
-        recorder = Recorder(rng)
+        recorder = NumpySampler(rng, record=True)
         decay_tau(tau_four_momentum(*p), channel, recorder)
         draws.append({PX: p[0], PY: p[1], PZ: p[2], CHANNEL: channel, **recorder.values})
     return draws
@@ -142,18 +129,8 @@ def log_prior(values):
 def resonance_mass(values):
     channel = physics.CHANNELS[int(values[CHANNEL])]
     event = decay_tau(tau_four_momentum(values[PX], values[PY], values[PZ]), channel,
-                      Replay(values))
+                      ReplaySampler(values))
     return event.resonance_mass
-
-
-class Replay(Recorder):
-    def __init__(self, values):
-        super().__init__(np.random.default_rng(0))
-        self.given = values
-
-    def uniform(self, low, high, address, name=None):
-        self.seen[address] += 1
-        return self.given[f"{address}__Uniform__{self.seen[address]}"]
 
 
 def test_the_swap_leaves_the_prior_invariant():

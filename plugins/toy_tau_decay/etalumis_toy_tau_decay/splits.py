@@ -1,0 +1,526 @@
+"""Split and merge: jumps between decay channels that differ by one π⁰ or by one π⁺ π⁻ pair.
+
+Where the posterior's best explanations of an event name the wrong channel with certainty, they
+keep the energy that photons and hadrons carry and get the number of particles wrong: two π⁰
+read as one or one as two, three charged pions as one or one as three. No move of a fixed
+channel reaches the other explanation, and a prior redraw of the channel draws the new
+channel's kinematics far from the data. One jump does either, to a neighbouring channel drawn
+uniformly: a *split* turns one π⁰ into two, or one π⁻ into π⁻ π⁺ π⁻, and a *merge* is its
+reverse.
+
+The map. The visible system V (every particle but the neutrino) keeps its 3-momentum and
+takes the mass m′ = m e^ε, ε ~ Normal(0, MASS_STEP) drawn by either direction (the reverse
+takes −ε); the tau keeps |p_τ| and its azimuth α about V and turns to keep the neutrino
+massless (as the pion–kaon swap does). In V's rest frame the split particle's momentum k is
+shared out, k → (k − Σu, u…), the new momenta u drawn near one of a π⁰'s photons or near a
+third of a π⁻'s momentum (before the next step, so the draw and its density are simple); then
+every particle's momentum is scaled by the λ that makes the energies add up to m′ (the recoil,
+unique: the sum grows with λ). A merge adds the group's momenta and scales to the new mass;
+the π⁰ that keeps its photons' angles is the first of the pair, the second's are drawn from
+their prior by the split. Traces whose accept/reject loops took more than one try are left
+alone, in both directions: the move's domain is closed under it.
+
+The ratio. Against d³p_τ dΦ_n (flat phase space of the tau's decay), the draws have density
+D · ∏ L, L = w / B each loop's accept level (its uniform is carried as its place u / L;
+places of loops only the new channel has are drawn uniformly):
+
+* raw GENBOD (sorted uniforms r, directions in successive rest frames) has dΦ_n = w 2⁻ⁿ / M
+  ∏ dM_i dΩ_i with w = ∏ p*_i and dM_i = T dr_i (T = M − Σ m), and the k = n − 2 uniforms are
+  drawn unsorted: D = k! 2ⁿ M / (w T^k); a two-body decay is n = 2 (D = 4M / p*);
+* through a resonance (τ → R ν, R → its daughters), dΦ_n = dΦ₂(M; m, 0) dΦ_R(m) dm², so
+  D = f(m) D_R 2M / (p* m), f the Breit–Wigner quantile's density dc/dm.
+
+With the neutrino integrated out, d³p_τ dΦ_n ∝ (|p_τ| d|p_τ| dα / |V|) d³V (m dm / E_V)
+dΦ_visible(m), so the mass step adds (m′ / m)² E_V / E_V′ (dm′ / dm = m′ / m at fixed ε). For
+the split in V's rest frame, write the stacked momenta as ρ ω (ρ their Euclidean norm) and the
+split ones, before the recoil, as σ ω′: with u measured in units of ρ the split is
+homogeneous in ρ, which gives dΦ_few d^A u / dΦ_many = |S| F′ ∏′ 2E′ / (F ∏ 2E λ^(D′−1)),
+|S| = σ / ρ, F = Σ |q_i|² / E_i / ρ (the energy sum's derivative along ρ), D′ = 3 (n′ − 1)
+the dimension of the many's momenta summing to zero. The jump's log-ratio is the log of
+D′ ∏ L′ / (D ∏ L) times these, minus the log density of the drawn momenta and photon angles
+(a charged split's two π⁻ are alike, so its density is the mean over which one was drawn),
+plus the log-ratio of the two channels' numbers of neighbours. The tests check the map's
+Jacobian against finite differences, that each jump's reverse undoes it with the opposite
+ratio, and that the jump alone leaves the prior invariant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from functools import lru_cache
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy.optimize import brentq
+
+from . import physics
+from .decay import (ReplaySampler, _bw_cdf, _resonance_mass_weight, boost, decay_tau,
+                    phase_space_bound, resonance_bound, two_body_momentum)
+from .jumps import _Resonance, _turn_tau
+from .moves import CHANNEL, PX, PY, PZ, _angle_keys, _angles, _direction, _four
+from .physics import CHANNELS, PI0, PIM, PIP, TAU_MASS
+
+PI0_DECAY = "pi0_decay"
+PI0_MASS = float(physics.mass(PI0))
+# The new π⁰'s momentum: a Gaussian about one of the old π⁰'s photons, this share of the
+# photon's momentum wide plus a floor (GeV).
+SPREAD, FLOOR = 0.15, 0.02
+# A charged split's new π⁺ and π⁻: each about a third of the old π⁻'s momentum (GeV).
+SHARE, SHARE_WIDTH = 1.0 / 3.0, 0.1
+# The visible system's mass changes by a factor e^ε, ε ~ Normal(0, MASS_STEP), both ways.
+MASS_STEP = 0.2
+
+
+def _kind(few: physics.Channel, many: physics.Channel) -> str | None:
+    """How ``many``'s primaries come from ``few``'s: a π⁰ split in two (``"pi0"``), a π⁻ split
+    into π⁻ π⁺ π⁻ (``"charged"``), or neither. The visible system keeps its mass, so one
+    visible particle (τ → π⁻ ν) has nothing to split into."""
+    if len(few.daughters) < 3:
+        return None
+    counts = Counter(many.daughters)
+    counts.subtract(few.daughters)
+    extra = {pdg: n for pdg, n in counts.items() if n}
+    if extra == {PI0: 1} and PI0 in few.daughters:
+        return "pi0"
+    if extra == {PIP: 1, PIM: 1} and PIM in few.daughters:
+        return "charged"
+    return None
+
+
+@lru_cache(maxsize=None)
+def neighbours(resonances: bool = True) -> dict[int, tuple[int, ...]]:
+    """Each channel's channels with one π⁰ or one π⁺ π⁻ pair more or less and the same other
+    particles (hadronic, one neutrino, no η: the channels whose primaries the jump can read
+    back; the channel with fewer has the particle to split)."""
+    usable = [c for c in CHANNELS if not c.leptonic and physics.ETA not in c.daughters]
+    out: dict[int, tuple[int, ...]] = {}
+    for c in usable:
+        near = tuple(d.index for d in usable
+                     if _kind(c, d) is not None or _kind(d, c) is not None)
+        if near:
+            out[c.index] = near
+    return out
+
+
+class _Layout:
+    """How one channel's decay draws its primaries (the particles before π⁰ decays), read back
+    from the primaries' momenta: the draws and their density J against y (see the module)."""
+
+    def __init__(self, index: int, resonances: bool) -> None:
+        self.channel = CHANNELS[index]
+        self.prefix = f"tau_c{index:02d}"
+        self.resonance = (_Resonance(self.channel)
+                          if resonances and self.channel.resonance is not None else None)
+        if self.resonance is not None:
+            r = self.channel.resonance
+            self.inner = len(r.daughters)
+            self.inner_address = f"{self.prefix}_{physics.particle_name(r.pdg, True)[:-1]}"
+        self.masses = tuple(float(m) for m in (physics.mass(p) for p in self.channel.daughters))
+        self.loops = len(self._accept_keys())
+
+    def primaries(self, values: Mapping[str, Any]) -> np.ndarray | None:
+        """The primaries' four-momenta (lab), in the decay's order, neutrino last; None where a
+        loop tried more than once."""
+        if any(k.startswith(self.prefix) and "_accept__Uniform__2" in k for k in values):
+            return None
+        p = np.array([values[PX], values[PY], values[PZ]], dtype=float)
+        try:
+            event = decay_tau(_four(p, TAU_MASS), self.channel, ReplaySampler(values),
+                              self.resonance is not None, decay_pi0=False, decay_eta=False)
+        except KeyError:
+            return None   # a loop that would try again
+        return np.array([part.p4 for part in event.final_state])
+
+    def places(self, values: Mapping[str, Any], primaries: np.ndarray) -> list[float]:
+        """Each loop's accept uniform over its accept level."""
+        return [float(values[key]) / level
+                for key, level in zip(self._accept_keys(), self._levels(primaries))]
+
+    def _accept_keys(self) -> list[str]:
+        if self.resonance is None:   # a two-body decay has no loop
+            return [f"{self.prefix}_genbod_accept__Uniform__1"] if len(self.masses) > 2 else []
+        keys = [self.resonance.accept_key + "1"]
+        if self.inner > 2:
+            keys.append(f"{self.inner_address}_genbod_accept__Uniform__1")
+        return keys
+
+    def _levels(self, primaries: np.ndarray) -> list[float]:
+        if self.resonance is None:
+            return [_genbod_level(primaries, self.masses)] if len(self.masses) > 2 else []
+        m = _mass(primaries[:self.inner].sum(axis=0))
+        levels = [min(1.0, _resonance_mass_weight(m, TAU_MASS, self.resonance.daughters)
+                      / resonance_bound(TAU_MASS, self.resonance.daughters))]
+        if self.inner > 2:
+            levels.append(_genbod_level(primaries[:self.inner], self.masses[:self.inner]))
+        return levels
+
+    def log_density(self, primaries: np.ndarray) -> float:
+        """log of D · ∏ L: the density of the draws against d³p_τ dΦ_n (see the module)."""
+        log_j = sum(math.log(level) for level in self._levels(primaries))
+        if self.resonance is None:
+            return log_j + _log_genbod_density(primaries, self.masses)
+        inner = primaries[:self.inner]
+        m = _mass(inner.sum(axis=0))
+        return (log_j + self.resonance.log_density(m) + math.log(2.0 * TAU_MASS / m)
+                - math.log(two_body_momentum(TAU_MASS, m, 0.0))
+                + _log_genbod_density(inner, self.masses[:self.inner]))
+
+    def draws(self, p_tau: np.ndarray, primaries: np.ndarray, places: list[float],
+              rng: np.random.Generator) -> dict[str, Any] | None:
+        """The decay's draws that give ``primaries`` (the mass uniforms in a random order);
+        None where no draw of this channel does."""
+        out: dict[str, Any] = {}
+        tau = _four(p_tau, TAU_MASS)
+        levels = self._levels(primaries)
+        for key, place, level in zip(self._accept_keys(), places, levels):
+            out[key] = place * level
+        if self.resonance is None:
+            return _genbod_draws(tau, TAU_MASS, primaries, self.masses, self.prefix, rng, out)
+        a = self.resonance
+        inner = primaries[:self.inner]
+        system = inner.sum(axis=0)
+        m = _mass(system)
+        if not a.lo < m < TAU_MASS:
+            return None
+        out[a.mass_key + "1"] = _bw_cdf(m, a.m0, a.width)
+        rest = boost(system, _reverse(tau), TAU_MASS)[0][1:]
+        out.update(zip(_angle_keys(self.prefix, 1), _angles(rest / np.linalg.norm(rest))))
+        if self.inner == 2:
+            rest = boost(inner[0], _reverse(system), m)[0][1:]
+            out.update(zip(a.decay_keys, _angles(rest / np.linalg.norm(rest))))
+            return out
+        return _genbod_draws(system, m, inner, self.masses[:self.inner], self.inner_address,
+                             rng, out)
+
+
+def _mass(p4: np.ndarray) -> float:
+    m2 = float(p4[0] ** 2 - p4[1:] @ p4[1:])
+    return math.sqrt(m2) if m2 > 0.0 else 0.0
+
+
+def _reverse(p4: np.ndarray) -> np.ndarray:
+    return np.concatenate([[p4[0]], -p4[1:]])
+
+
+def _subsystem_masses(particles: np.ndarray) -> list[float]:
+    """Invariant masses of (0), (0, 1), …, all: GENBOD's chain."""
+    return [_mass(s) for s in np.cumsum(particles, axis=0)]
+
+
+def _genbod_weight(particles: np.ndarray, masses: tuple[float, ...]) -> float:
+    inv = _subsystem_masses(particles)
+    inv[0] = masses[0]
+    w = 1.0
+    for i in range(1, len(masses)):
+        w *= two_body_momentum(inv[i], inv[i - 1], masses[i])
+    return w
+
+
+def _genbod_level(particles: np.ndarray, masses: tuple[float, ...]) -> float:
+    parent = _mass(particles.sum(axis=0))
+    return min(1.0, _genbod_weight(particles, masses) / phase_space_bound(parent, masses))
+
+
+def _log_genbod_density(particles: np.ndarray, masses: tuple[float, ...]) -> float:
+    """log D of a raw GENBOD (or two-body) decay into ``particles``: k! 2ⁿ M / (w T^k)."""
+    n, k = len(masses), len(masses) - 2
+    parent = _mass(particles.sum(axis=0))
+    kinetic = parent - sum(masses)
+    return (math.lgamma(k + 1) + n * math.log(2.0) + math.log(parent)
+            - math.log(_genbod_weight(particles, masses)) - k * math.log(kinetic))
+
+
+def _genbod_draws(parent: np.ndarray, parent_mass: float, particles: np.ndarray,
+                  masses: tuple[float, ...], address: str, rng: np.random.Generator,
+                  out: dict[str, Any]) -> dict[str, Any] | None:
+    """The draws of :func:`decay.n_body_decay` (or a two-body decay) that give ``particles``:
+    the chain undone from the outermost subsystem inwards, each in its own rest frame reached
+    by the boosts the decay made."""
+    n = len(masses)
+    current = boost(particles, _reverse(parent), parent_mass)
+    if n == 2:
+        out.update(zip(_angle_keys(address, 1), _angles(current[0, 1:]
+                                                         / np.linalg.norm(current[0, 1:]))))
+        return out
+    inv = _subsystem_masses(particles)
+    kinetic = parent_mass - sum(masses)
+    cum = np.cumsum(masses)
+    r = [(inv[i] - cum[i]) / kinetic for i in range(1, n - 1)]
+    if not all(0.0 < x < 1.0 for x in r):
+        return None
+    for i, x in enumerate(rng.permutation(r), start=1):
+        out[f"{address}_genbod_mass__Uniform__{i}"] = float(x)
+    directions = {}
+    for i in range(n - 2, 0, -1):
+        outer = current[i + 1, 1:]
+        directions[i + 1] = -outer / np.linalg.norm(outer)
+        sub = current[: i + 1].sum(axis=0)
+        current = boost(current[: i + 1], _reverse(sub), inv[i])
+    directions[1] = current[0, 1:] / np.linalg.norm(current[0, 1:])
+    for i, n_i in directions.items():
+        out.update(zip(_angle_keys(f"{address}_genbod_dir", i), _angles(n_i)))
+    return out
+
+
+def _photons(pi0: np.ndarray, cos_theta: float, phi: float) -> np.ndarray:
+    """A π⁰'s two photons (lab) from its decay angles, as :func:`decay.two_body_decay`."""
+    n = _direction(cos_theta, phi)
+    half = 0.5 * PI0_MASS
+    rest = np.array([[half, *(half * n)], [half, *(-half * n)]])
+    return boost(rest, pi0, PI0_MASS)
+
+
+def _log_near_photons(k2: np.ndarray, photons: np.ndarray) -> float:
+    """log density of the new π⁰'s 3-momentum (before the recoil, in the visible system's rest
+    frame): Gaussians about either of the old π⁰'s ``photons`` (3-momenta there), equally."""
+    terms = []
+    for photon in photons:
+        s = SPREAD * float(np.linalg.norm(photon)) + FLOOR
+        d = k2 - photon
+        terms.append(-0.5 * float(d @ d) / (s * s) - 3.0 * math.log(s)
+                     - 1.5 * math.log(2.0 * math.pi))
+    return float(np.logaddexp(*terms) - math.log(2.0))
+
+
+def _log_share(u: np.ndarray, k: np.ndarray) -> float:
+    """log density of a charged split's new momentum ``u`` (before the recoil): a Normal about
+    a third of the old π⁻'s ``k``, SHARE_WIDTH wide in each direction."""
+    d = u - SHARE * k
+    return (-0.5 * float(d @ d) / SHARE_WIDTH ** 2 - 3.0 * math.log(SHARE_WIDTH)
+            - 1.5 * math.log(2.0 * math.pi))
+
+
+def _log_charged(plus: np.ndarray, first: np.ndarray, second: np.ndarray,
+                 k: np.ndarray) -> float:
+    """log density of a charged split's new momenta: the π⁺'s and one π⁻'s drawn about ``k``
+    (the other π⁻ takes the rest), either π⁻ equally: the two ways give the same trace."""
+    return (_log_share(plus, k) + float(np.logaddexp(_log_share(first, k),
+                                                      _log_share(second, k))) - math.log(2.0))
+
+
+class SplitMerge:
+    """The jump, for :meth:`TauDecaySimulator.jumps`."""
+
+    def __init__(self, resonances: bool = True) -> None:
+        self.resonances = bool(resonances)
+        self.neighbours = neighbours(self.resonances)
+        self.layouts = {i: _Layout(i, self.resonances) for i in self.neighbours}
+
+    def __call__(self, values: Mapping[str, Any], rng: np.random.Generator) -> Any:
+        """Values of a neighbouring channel's trace and the log-ratio, or None where the
+        channel has no neighbour, a loop tried more than once, or the new decay is impossible."""
+        read = self._read(values)
+        if read is None:
+            return None
+        layout, primaries, places, pi0 = read
+        old = layout.channel.index
+        near = self.neighbours[old]
+        new = near[int(rng.integers(len(near)))]
+        split, kind, spots = _places(old, new)
+        choice = {"new": new, "mass": float(rng.normal(0.0, MASS_STEP)),
+                  "fresh": [float(rng.random())
+                            for _ in range(self.layouts[new].loops - layout.loops)],
+                  **{name: [int(x) for x in rng.choice(len(s), 2, replace=False)]
+                     if name == "pair" else int(rng.integers(len(s)))
+                     for name, s in spots.items()}}
+        if split:   # the new momenta, in the visible system's rest frame
+            j = spots["single"][choice["single"]]
+            system = primaries[:-1].sum(axis=0)
+            to_rest = lambda p4: boost(p4, _reverse(system), _mass(system))[:, 1:]  # noqa: E731
+            if kind == "pi0":
+                photon = to_rest(_photons(primaries[j], *pi0[j]))[int(rng.integers(2))]
+                spread = SPREAD * float(np.linalg.norm(photon)) + FLOOR
+                choice["momentum"] = list(photon + spread * rng.normal(size=3))
+                choice["angles"] = (float(rng.uniform(-1.0, 1.0)),
+                                    float(rng.uniform(0.0, 2.0 * math.pi)))
+            else:
+                k = to_rest(primaries[j])[0]
+                choice["momentum"] = list((SHARE * k + SHARE_WIDTH * rng.normal(size=(2, 3)))
+                                          .ravel())
+        done = self.apply(values, choice, rng)
+        return None if done is None else done[:2]
+
+    def _read(self, values: Mapping[str, Any]) -> tuple | None:
+        if CHANNEL not in values or int(values[CHANNEL]) not in self.neighbours:
+            return None
+        prefix = f"tau_c{int(values[CHANNEL]):02d}"
+        if any(not (k.startswith(prefix) or k.startswith(PI0_DECAY) or k in (CHANNEL, PX, PY, PZ))
+               for k in values):
+            return None   # draws the jump cannot carry (the deposits of other likelihoods)
+        layout = self.layouts[int(values[CHANNEL])]
+        primaries = layout.primaries(values)
+        if primaries is None:
+            return None
+        places = layout.places(values, primaries)
+        if not all(0.0 <= v < 1.0 for v in places):
+            return None
+        return layout, primaries, places, _pi0_angles(values, layout.channel)
+
+    def apply(self, values: Mapping[str, Any], choice: Mapping[str, Any],
+              rng: np.random.Generator) -> tuple | None:
+        """The jump for drawn ``choice``: the new channel (``new``); where, among the
+        primaries of the channel with more, the split particle's products go (``pair``: two
+        of the π⁰ or of the π⁻; ``plus``: one of the π⁺) and which one of the channel with
+        fewer splits or takes the merged particle (``single``); the places of the new loops
+        (``fresh``); for a split, the new momenta before the recoil, in the visible system's
+        rest frame (``momentum``: the second π⁰'s, or the π⁺'s and the second π⁻'s), and the
+        new π⁰'s photon angles (``angles``); the visible mass's step (``mass``). Gives the new
+        values, the log-ratio, the log-Jacobian of the map alone (``rng`` orders the mass
+        uniforms) and the choice that undoes the jump."""
+        read = self._read(values)
+        if read is None:
+            return None
+        layout, primaries, places, pi0 = read
+        old, new = layout.channel.index, int(choice["new"])
+        new_layout = self.layouts[new]
+        split, kind, spots = _places(old, new)
+        a, b = (spots["pair"][i] for i in choice["pair"])
+        j = spots["single"][choice["single"]]
+        group = [a, spots["plus"][choice["plus"]], b] if kind == "charged" else [a, b]
+        source = _match(layout.channel.daughters, new_layout.channel.daughters,
+                        skip_old={j} if split else set(group),
+                        skip_new=set(group) if split else {j})
+        # The visible system V keeps its 3-momentum and takes the mass m e^ε; its particles,
+        # split or merged in its rest frame, recoil to that mass; the tau turns to keep the
+        # neutrino massless.
+        system = primaries[:-1].sum(axis=0)
+        m_v = _mass(system)
+        m_new = m_v * math.exp(float(choice["mass"]))
+        new_system = _four(system[1:], m_new)
+        p_tau = np.array([values[PX], values[PY], values[PZ]], dtype=float)
+        new_tau = _turn_tau(p_tau, system, new_system, m_new)
+        if new_tau is None:
+            return None
+        rest = boost(primaries[:-1], _reverse(system), m_v)[:, 1:]
+        shares = np.empty((len(new_layout.channel.daughters) - 1, 3))
+        for i in range(len(shares)):
+            if i in source:
+                shares[i] = rest[source[i]]
+        if split:
+            drawn = np.reshape(np.asarray(choice["momentum"], dtype=float), (-1, 3))
+            shares[group[1:]] = drawn
+            shares[a] = rest[j] - drawn.sum(axis=0)
+        else:
+            shares[j] = rest[group].sum(axis=0)
+        scale = _recoil(shares, new_layout.masses[:-1], m_new)
+        if scale is None:
+            return None
+        moved = np.column_stack([np.sqrt(scale * scale * np.sum(shares * shares, axis=1)
+                                         + np.square(new_layout.masses[:-1])), scale * shares])
+        new_primaries = np.vstack([boost(moved, new_system, m_new),
+                                   _four(new_tau, TAU_MASS) - new_system])
+        # The split's numbers, and the phase-space factor, seen from the channel with fewer.
+        few_rest, many_rest = (rest, moved[:, 1:]) if split else (moved[:, 1:], rest)
+        few_masses, many_masses = ((layout.masses, new_layout.masses) if split
+                                   else (new_layout.masses, layout.masses))
+        few_primaries = primaries if split else new_primaries
+        stretch = scale if split else 1.0 / scale
+        unscaled = many_rest / stretch
+        if kind == "pi0":
+            angles = {a: pi0[j], b: tuple(choice["angles"])} if split else {j: pi0[a]}
+            few_system, few_mass = (system, m_v) if split else (new_system, m_new)
+            photons = boost(_photons(few_primaries[j], *(pi0[j] if split else pi0[a])),
+                            _reverse(few_system), few_mass)[:, 1:]
+            log_aux = _log_near_photons(unscaled[b], photons) - math.log(4.0 * math.pi)
+        else:
+            angles = {}
+            log_aux = _log_charged(*unscaled[group][[1, 0, 2]], few_rest[j])
+        for i in range(len(shares)):
+            if i not in angles and source.get(i) in pi0:
+                angles[i] = pi0[source[i]]
+        log_phase = _log_phase(few_rest, few_masses[:-1], many_rest, many_masses[:-1], stretch)
+        draws = new_layout.draws(new_tau, new_primaries,
+                                 (places + list(choice["fresh"]))[:new_layout.loops], rng)
+        if draws is None:
+            return None
+        out: dict[str, Any] = {CHANNEL: new, PX: float(new_tau[0]), PY: float(new_tau[1]),
+                               PZ: float(new_tau[2]), **draws}
+        for t, spot in enumerate(i for i, p in enumerate(new_layout.channel.daughters)
+                                 if p == PI0):
+            out.update(zip(_angle_keys(PI0_DECAY, t + 1), angles[spot]))
+        replayed = new_layout.primaries(out)
+        if replayed is None or not np.allclose(replayed, new_primaries, rtol=1e-7, atol=1e-7):
+            return None   # no such decay (numerically off the solution)
+        sign = 1.0 if split else -1.0
+        # d⁴V = d³V m dm / E_V, and dm′ / dm = m′ / m at fixed ε.
+        log_mass = 2.0 * math.log(m_new / m_v) + math.log(system[0] / new_system[0])
+        log_map = (new_layout.log_density(new_primaries) - layout.log_density(primaries)
+                   + sign * log_phase + log_mass)
+        log_ratio = (log_map - sign * log_aux + math.log(len(self.neighbours[old]))
+                     - math.log(len(self.neighbours[new])))
+        reverse = {"new": old, "pair": choice["pair"], "single": choice["single"],
+                   "plus": choice.get("plus"), "mass": -float(choice["mass"]),
+                   "fresh": places[new_layout.loops:]}
+        if not split:
+            reverse["momentum"] = list(unscaled[group[1:]].ravel())
+            if kind == "pi0":
+                reverse["angles"] = pi0[b]
+        return out, log_ratio, log_map, reverse
+
+
+def _recoil(shares: np.ndarray, masses: Sequence[float], total: float) -> float | None:
+    """The scale λ of the 3-momenta ``shares`` (summing to zero) at which the particles'
+    energies add up to ``total``; None where their masses alone exceed it."""
+    masses = np.asarray(masses, dtype=float)
+    if masses.sum() >= total:
+        return None
+    squares = np.sum(shares * shares, axis=1)
+    energy = lambda x: float(np.sum(np.sqrt(x * x * squares + masses * masses)))  # noqa: E731
+    high = 1.0
+    while energy(high) < total:
+        high *= 2.0
+    return brentq(lambda x: energy(x) - total, 0.0, high, xtol=1e-15, rtol=4 * np.finfo(float).eps)
+
+
+def _log_phase(few: np.ndarray, few_masses: Sequence[float], many: np.ndarray,
+               many_masses: Sequence[float], scale: float) -> float:
+    """log dΦ_many / (dΦ_few d^A u) of a split in the visible system's rest frame: ``few`` the
+    3-momenta before, ``many`` after, ``scale`` the recoil's λ (see the module)."""
+    def radial(p: np.ndarray, masses: Sequence[float]) -> tuple[float, float, float]:
+        energies = np.sqrt(np.sum(p * p, axis=1) + np.square(masses))
+        size = float(np.linalg.norm(p))
+        return size, float(np.sum(np.sum(p * p, axis=1) / energies)) / size, float(
+            np.sum(np.log(2.0 * energies)))
+    rho, f, log_e = radial(few, few_masses)
+    rho_new, f_new, log_e_new = radial(many, many_masses)
+    dims = 3 * (len(many) - 1)
+    stretch = rho_new / (scale * rho)
+    return (math.log(f) + log_e + (dims - 1) * math.log(scale) - math.log(stretch)
+            - math.log(f_new) - log_e_new)
+
+
+def _places(old: int, new: int) -> tuple[bool, str, dict[str, list[int]]]:
+    """Whether ``old`` → ``new`` splits, the kind, and the places among the primaries that
+    the choice draws from: ``pair`` (the split particle's kind in the channel with more),
+    ``plus`` (its π⁺, a charged split's), ``single`` (the split particle's kind in the one with
+    fewer)."""
+    split = len(CHANNELS[new].daughters) > len(CHANNELS[old].daughters)
+    few, many = (CHANNELS[old], CHANNELS[new]) if split else (CHANNELS[new], CHANNELS[old])
+    kind = _kind(few, many)
+    species = PI0 if kind == "pi0" else PIM
+    at = lambda c, pdg: [i for i, p in enumerate(c.daughters) if p == pdg]  # noqa: E731
+    spots = {"pair": at(many, species), "single": at(few, species)}
+    if kind == "charged":
+        spots["plus"] = at(many, PIP)
+    return split, kind, spots
+
+
+def _pi0_angles(values: Mapping[str, Any], channel: physics.Channel) -> dict[int, tuple]:
+    """Each π⁰ primary's decay angles, by its place among the primaries."""
+    spots = [i for i, p in enumerate(channel.daughters) if p == PI0]
+    return {spot: tuple(float(values[k]) for k in _angle_keys(PI0_DECAY, t))
+            for t, spot in enumerate(spots, start=1)}
+
+
+def _match(old: tuple, new: tuple, skip_old: set, skip_new: set) -> dict[int, int]:
+    """Places in ``new`` → places in ``old`` of the same particle, in order, the skipped left
+    out."""
+    queues: dict[int, list[int]] = {}
+    for i, pdg in enumerate(old):
+        if i not in skip_old:
+            queues.setdefault(pdg, []).append(i)
+    return {i: queues[pdg].pop(0) for i, pdg in enumerate(new) if i not in skip_new}
+
+
+__all__ = ["SplitMerge", "neighbours"]
