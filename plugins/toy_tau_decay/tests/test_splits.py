@@ -167,11 +167,11 @@ def test_the_jacobian_is_the_determinant_of_the_map(channel, new, log_det):
 @pytest.mark.parametrize("channels", [(4, 10, 24), (4, 10, 23, 33)], ids=["pi0", "both"])
 def test_the_jump_leaves_the_prior_invariant(channels):
     """Metropolis-Hastings with the jump alone, no likelihood, on prior draws of channels at
-    equal odds (τ → ρ ν, a₁ ν (π⁻ π⁰ π⁰) and π⁻ 3π⁰ ν; π⁻ ν, ρ ν, a₁ ν (π⁺ π⁻ π⁻) and
-    π⁺ π⁻ π⁻ π⁰ ν): the channel shares, the π⁰ energy, the visible mass and the most energetic
+    equal odds (τ → ρ ν, a₁ ν (π⁻ π⁰ π⁰) and π⁻ 3π⁰ ν; ρ ν, a₁ ν (π⁻ π⁰ π⁰), π⁺ π⁻ π⁻ π⁰ ν and
+    π⁻ π⁻ π⁺ π⁰ π⁰ ν): the channel shares, the π⁰ energy, the visible mass and the most energetic
     charged pion's energy of each channel and the tau momentum stay the prior's (without the
-    1/(2E) of each particle or the k! of the mass uniforms' order in the ratio, the channel
-    shares fail the test)."""
+    k! of the mass uniforms' order in the ratio, the first group's channel shares fail the
+    test; a missing 1/(2E) or accept level fails the Jacobian test above)."""
     probs = [1 / len(channels)] * len(channels)
     rng = np.random.default_rng(5)
     moved, accepted, tried = [], 0, 0
