@@ -338,7 +338,7 @@ class SplitMerge:
                 k = to_rest(primaries[j])[0]
                 choice["momentum"] = list((SHARE * k + SHARE_WIDTH * rng.normal(size=(2, 3)))
                                           .ravel())
-        done = self.apply(values, choice, rng)
+        done = self.apply(values, choice, rng, read=read)
         return None if done is None else done[:2]
 
     def _read(self, values: Mapping[str, Any]) -> tuple | None:
@@ -358,7 +358,7 @@ class SplitMerge:
         return layout, primaries, places, _pi0_angles(values, layout.channel)
 
     def apply(self, values: Mapping[str, Any], choice: Mapping[str, Any],
-              rng: np.random.Generator) -> tuple | None:
+              rng: np.random.Generator, read: tuple | None = None) -> tuple | None:
         """The jump for drawn ``choice``: the new channel (``new``); where, among the
         primaries of the channel with more, the split particle's products go (``pair``: two
         of the π⁰ or of the π⁻; ``plus``: one of the π⁺) and which one of the channel with
@@ -367,8 +367,9 @@ class SplitMerge:
         rest frame (``momentum``: the second π⁰'s, or the π⁺'s and the second π⁻'s), and the
         new π⁰'s photon angles (``angles``); the visible mass's step (``mass``). Gives the new
         values, the log-ratio, the log-Jacobian of the map alone (``rng`` orders the mass
-        uniforms) and the choice that undoes the jump."""
-        read = self._read(values)
+        uniforms) and the choice that undoes the jump. ``read`` is the trace read back from
+        ``values``, where the caller has it already."""
+        read = self._read(values) if read is None else read
         if read is None:
             return None
         layout, primaries, places, pi0 = read

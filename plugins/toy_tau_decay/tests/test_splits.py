@@ -82,7 +82,7 @@ def test_the_jump_keeps_the_visible_momentum_and_undoes_itself(channel, new):
         values = prior_draw(rng, [channel], [1.0])
         drawn = {}
         apply = JUMP.apply
-        JUMP.apply = lambda v, choice, r: drawn.setdefault("done", apply(v, choice, r))
+        JUMP.apply = lambda v, choice, r, **kw: drawn.setdefault("done", apply(v, choice, r, **kw))
         try:
             JUMP(values, rng)
         finally:
