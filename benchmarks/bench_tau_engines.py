@@ -16,7 +16,8 @@ CPU-seconds per event, and where each engine's warnings single out the events to
 
 Events run ``--workers`` at a time, each on one core. At the defaults the ``smc`` half costs
 about 160 CPU-seconds per event on the 2-core machine of README's table (2.2 hours on its two
-cores; 540 on a slower one), the ``ic_smc`` half about 10 (9 minutes).
+cores; 540 on a slower one), the ``ic_smc`` half about 10 (9 minutes), both before the jumps
+between channels; with them about 450 and 30 on a slower 2-core machine.
 Each half writes its calibration under ``OUTPUT/smc`` and ``OUTPUT/ic_smc`` and resumes there
 if the script is run again with the same arguments.
 """
