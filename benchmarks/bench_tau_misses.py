@@ -155,14 +155,13 @@ def channel_evidence(item: tuple) -> dict:
 def swap_log_ratios(simulator: TauDecaySimulator, calorimeter: np.ndarray,
                     posterior: et.Posterior, channel: int) -> np.ndarray:
     """The pion-kaon swap's Metropolis-Hastings log-ratio from each particle of ``channel`` (an
-    equally weighted SMC posterior given the channel) to the partner channel. The swap is a
-    bijection between the two channels' decays that keeps every visible particle, so the mean
-    ratio over the posterior of ``channel`` is the partner's posterior odds against it (over
-    the decays the swap reaches: it leaves out those whose rejected mass draws the other channel
-    would accept, and those it cannot turn the tau for). The ratio barely varies where the calorimeter pins the visible momenta, so
-    this estimate is far tighter than the difference of two evidence estimates. A particle the
-    swap cannot move (-inf) counts as a ratio of 0: so a share of the partner's decays is left
-    out, and the odds are a lower bound."""
+    equally weighted SMC posterior given the channel) to the partner channel, -inf where the
+    swap cannot move the particle. The swap is a bijection between the two channels' decays
+    that keeps every visible particle, so the mean ratio over the posterior of ``channel`` is
+    the partner's posterior odds against it, less the partner's decays the swap does not reach
+    (whose rejected mass draws the other channel would accept, or whose tau it cannot turn):
+    a lower bound. The ratio barely varies where the calorimeter pins the visible momenta, so
+    it is far tighter than the difference of two evidence estimates."""
     observations = {"calorimeter": calorimeter}
 
     def replay(values: dict) -> tuple[float, float]:
