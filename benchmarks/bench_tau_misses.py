@@ -53,6 +53,7 @@ import numpy as np  # noqa: E402
 
 import etalumis_core as et  # noqa: E402
 from etalumis_core.engines.mh import MHController  # noqa: E402
+from etalumis_core.posterior import logsumexp  # noqa: E402
 from etalumis_core.simulator import run_trace  # noqa: E402
 from etalumis_core.trace import SAMPLE  # noqa: E402
 from etalumis_toy_tau_decay import TauDecaySimulator  # noqa: E402
@@ -146,7 +147,7 @@ def channel_evidence(item: tuple) -> dict:
             "log_evidence": float(posterior.log_evidence),
             "reported_error": float(posterior.metadata["log_evidence_error"]),
             "best_log_likelihood": float(np.max(posterior.log_likelihood)),
-            **({"swap_log_odds": _log_mean_exp(ratios),
+            **({"swap_log_odds": logsumexp(ratios) - math.log(len(ratios)),
                 "swap_reached": float(np.mean(np.isfinite(ratios)))}
                if ratios is not None else {}),
             "cpu_seconds": time.process_time() - start}
@@ -182,11 +183,6 @@ def swap_log_ratios(simulator: TauDecaySimulator, calorimeter: np.ndarray,
         (prior, likelihood), (new_prior, new_likelihood) = replay(values), replay(new)
         out[i] = log_jacobian + new_prior - prior + new_likelihood - likelihood
     return out
-
-
-def _log_mean_exp(x: np.ndarray) -> float:
-    top = float(np.max(x))
-    return top if not math.isfinite(top) else top + math.log(float(np.mean(np.exp(x - top))))
 
 
 def pooled(replicates: list[dict]) -> dict:
