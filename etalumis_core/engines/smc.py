@@ -33,9 +33,18 @@ resamples (systematic), then moves every particle with Metropolis–Hastings ker
   moves in every sweep, also in an all-discrete model), else with ``redraw_probability``.
 
 A round sweeps until the particles have forgotten where it started (see ``max_moves``), so
-fewer accepted moves mean more sweeps. The final particles are equally weighted but copies of
-one ancestor are not independent: the effective sample size is estimated from the genealogy
-(:func:`genealogy_ess`), not counted.
+fewer accepted moves mean more sweeps. Copies of one ancestor are not independent: the
+effective sample size is estimated from the genealogy (:func:`genealogy_ess`), not counted.
+
+The last sweep's proposals are not thrown away (``recycle``, waste recycling: Frenkel 2004,
+Delmas & Jourdain 2009). A move from x, distributed as the posterior π, proposes y and accepts
+it with probability α; α f(y) + (1 − α) f(x) then has the mean of f under π, as the kernel
+leaves π invariant. So the posterior keeps, for each move of the last sweep, the proposal with
+weight α and the trace it was proposed from with weight 1 − α, each particle's traces
+together weighing as much as one particle. An explanation that a move reaches but that holds
+no particle (a rarer decay channel that the calorimeter cannot tell from the one the
+particles sit in) gets the probability the moves give it, where the particles alone would
+give it 0 or 1/N at random.
 
 With ``stratify`` naming a discrete choice (a decay channel), the resampling before the last
 round reserves a share of the population for each of its values that the start population
@@ -185,11 +194,15 @@ class SequentialMonteCarlo(Engine):
         targets unchanged). Early rounds weigh the likelihood lightly, and a richer explanation
         whose particles start badly placed loses to a simpler one before the moves can place
         them; this keeps its particles moving until the likelihood, fully weighed, decides.
-        The last round resamples by weight alone, so the posterior's particles are equally
-        weighted as without it. ``metadata["start_shares"]`` and ``["final_shares"]`` give
-        each value's share of the start and of the final population.
+        The last round resamples by weight alone, so its particles are equally weighted as
+        without it. ``metadata["start_shares"]`` and ``["final_shares"]`` give each value's
+        share of the start and of the final particles.
     stratum_share:
         The share of each resampling that ``stratify`` reserves (0: plain resampling).
+    recycle:
+        Keep the last sweep's proposals in the posterior, each weighted by its acceptance
+        probability and the trace it was proposed from by the rest (see the module's
+        docstring); false: the final particles alone, equally weighted.
     """
 
     name = "smc"
@@ -198,7 +211,7 @@ class SequentialMonteCarlo(Engine):
                  decorrelation: float = 0.25, redraw_probability: float = 0.25,
                  jump_probability: float = 0.1, model_moves: bool | str = True,
                  max_rounds: int = 1000, chunk_size: int = 16, stratify: str | None = None,
-                 stratum_share: float = 0.5, retries: int = 3,
+                 stratum_share: float = 0.5, recycle: bool = True, retries: int = 3,
                  max_value_size: int = 4096) -> None:
         if not 0.0 < ess_fraction < 1.0:
             raise ValueError(f"ess_fraction must lie in (0, 1), got {ess_fraction!r}")
@@ -229,6 +242,9 @@ class SequentialMonteCarlo(Engine):
             raise ValueError(f"stratify must name a discrete choice (or be null), got {stratify!r}")
         self.stratify = stratify
         self.stratum_share = float(stratum_share)
+        if not isinstance(recycle, bool):
+            raise ValueError(f"recycle must be true or false, got {recycle!r}")
+        self.recycle = recycle
         self.retries = int(retries)
         self.max_value_size = int(max_value_size)
 
@@ -237,7 +253,7 @@ class SequentialMonteCarlo(Engine):
                 "max_moves": self.max_moves, "decorrelation": self.decorrelation,
                 "redraw_probability": self.redraw_probability,
                 "jump_probability": self.jump_probability, "model_moves": self.model_moves,
-                "max_rounds": self.max_rounds,
+                "max_rounds": self.max_rounds, "recycle": self.recycle,
                 "chunk_size": self.chunk_size,
                 **({"stratify": self.stratify, "stratum_share": self.stratum_share}
                    if self.stratify is not None else {})}
@@ -348,6 +364,9 @@ class SequentialMonteCarlo(Engine):
                          accept=float(accepted.sum() / max(tried.sum(), 1)))
                 if final:
                     posterior = Posterior.concat([part.posterior for part in parts])
+                    recycled_from = np.concatenate(
+                        [first + np.asarray(part.recycled_from, dtype=np.int64)
+                         for (first, _), part in zip(chunks, parts)])
                     break
         final_log_lik = np.array([p.log_likelihood for p in particles])
         posterior.metadata = {
@@ -364,28 +383,33 @@ class SequentialMonteCarlo(Engine):
                 "final_shares": {str(k): n / num_traces for k, n in
                                  Counter(self._stratum(p) for p in particles).items()}}
                if start_shares is not None else {}),
-            "genealogy": {"groups": groups.tolist(), "lag": lag, "resamplings": len(parents)}}
+            "genealogy": {"groups": groups.tolist(), "lag": lag, "resamplings": len(parents),
+                          "particles": recycled_from.tolist()}}
         return posterior
 
     def summarize(self, posterior: Posterior) -> dict:
-        """The particles are equally weighted but not independent: copies of one ancestor stay
-        alike until the moves set them apart. Each scalar latent's ESS is its posterior
-        variance over the variance of its mean estimated from the genealogy (Chan & Lai 2013;
-        Lee & Whiteley 2018), grouping the particles by their ancestor ``lag`` rounds back
-        (Olsson & Douc 2019: the deepest lag that keeps enough distinct ancestors for a stable
-        estimate); the posterior's ESS is the smallest over the latents."""
+        """The particles are not independent: copies of one ancestor stay alike until the
+        moves set them apart. Each scalar latent's ESS is its posterior variance over the
+        variance of its mean estimated from the genealogy (Chan & Lai 2013; Lee & Whiteley
+        2018), grouping the particles by their ancestor ``lag`` rounds back (Olsson & Douc
+        2019: the deepest lag that keeps enough distinct ancestors for a stable estimate), the
+        traces recycled from a particle counting with it; the posterior's ESS is the smallest
+        over the latents."""
         meta = posterior.metadata
         genealogy = meta.get("genealogy")
-        if genealogy is None or len(genealogy["groups"]) != posterior.num_traces:
-            return super().summarize(posterior)   # not this run's particles any more
+        if genealogy is None or len(genealogy.get("particles", ())) != posterior.num_traces:
+            return super().summarize(posterior)   # not this run's traces any more
         groups = np.asarray(genealogy["groups"], dtype=np.int64)
+        particles = np.asarray(genealogy["particles"], dtype=np.int64)
         by_latent = {}
         for key in posterior.scalar_names():
             column = posterior.named[key]
             by_latent[key] = genealogy_ess(np.asarray(column.values, dtype=np.float64),
-                                           column.index, groups, genealogy["resamplings"])
+                                           particles[column.index], groups,
+                                           genealogy["resamplings"],
+                                           posterior.weights[column.index])
         ess = min(by_latent.values()) if by_latent else None
-        warnings = low_ess_warnings(ess, posterior.num_traces, " (smallest over the latents)",
+        warnings = low_ess_warnings(ess, len(groups), " (smallest over the latents)",
                                     "use more particles (num_traces) or more sweeps per round "
                                     "(moves, max_moves)")
         if meta.get("truncated"):
@@ -394,7 +418,7 @@ class SequentialMonteCarlo(Engine):
                                      f"max_rounds")
         last = meta["round_stats"][-1]
         if last["correlation_with_start"] > max(self.decorrelation,
-                                                3.0 / math.sqrt(posterior.num_traces)):
+                                                3.0 / math.sqrt(len(groups))):
             warnings["not_decorrelated"] = (
                 f"the moves of the last round did not decorrelate the particles in "
                 f"max_moves={self.max_moves} sweeps (correlation with the round's start "
@@ -554,12 +578,14 @@ class Drawn:
 @dataclass(frozen=True)
 class Moved:
     """What a :class:`MoveBatch` gives back: the particles, accepted and tried moves by kind,
-    (final round) the posterior of their traces, and the guide's prior draws by address."""
+    (final round) the posterior of their traces and which of the batch's particles each
+    trace was recycled from, and the guide's prior draws by address."""
 
     particles: list
     accepted: list
     tried: list
     posterior: Posterior | None
+    recycled_from: list
     unknown: dict
 
 
@@ -596,7 +622,8 @@ class MoveContext:
     and scores a trace under it, ``guide.score(trace)`` = log q(x); None when q is the prior),
     the pool of the population's values, β, the engine and the generator; ``score``: whether
     an accepted move scores its trace under the guide (see :meth:`SequentialMonteCarlo.
-    scores_moves`)."""
+    scores_moves`); ``offered``: at β = 1, the last move's acceptance probability and the
+    trace it proposed (what the posterior recycles), None where it proposed none."""
 
     simulator: Simulator
     controller: MHController
@@ -606,6 +633,7 @@ class MoveContext:
     engine: SequentialMonteCarlo
     rng: np.random.Generator
     score: bool = False
+    offered: tuple[float, Trace] | None = None
 
     def log_start_ratio(self, trace: Trace) -> float:
         """log q(x) − log p(x) of any trace: the guide's score less the prior density of the
@@ -620,25 +648,34 @@ def _move_chunk(simulator: Simulator, item: MoveBatch, report: Callable[[int], N
     kernels = engine.kernels()
     accepted, tried = [0] * len(kernels), [0] * len(kernels)
     builder = PosteriorBuilder(engine.max_value_size) if item.final else None
-    out = []
+    out, recycled_from = [], []
     with engine.guide(rng, item.observations) as guide:
         context = MoveContext(simulator, MHController(rng, item.observations), guide, item.pool,
                               item.beta, engine, rng,
                               guide is not None and engine.scores_moves(item.beta, item.retired))
-        for particle in item.particles:
-            trace = None
-            for _ in range(item.sweeps):
+        for n, particle in enumerate(item.particles):
+            trace, recycled = None, None
+            for sweep in range(item.sweeps):
                 stepped = False
+                if builder is not None and engine.recycle and sweep == item.sweeps - 1:
+                    if trace is None:
+                        trace = _run(context, particle)[0]
+                    recycled = _Recycled()
                 for kind, (name, move) in enumerate(kernels):
                     if name in item.retired:
                         continue
+                    context.offered, proposal = None, None
                     # Every sweep moves every particle: the prior redraw stands in where no
                     # block step applies (an all-discrete model, a particle alone in its
                     # discrete class).
-                    if (move is _redraw_move and stepped
+                    if not (move is _redraw_move and stepped
                             and rng.random() >= engine.redraw_probability):
-                        continue
-                    proposal = move(context, particle)
+                        proposal = move(context, particle)
+                    if recycled is not None:
+                        # Each kind of move weighs as much in every particle, a move left out
+                        # or with nothing to propose as one rejected: were a particle's share
+                        # split over the moves it could make, where they apply would bias it.
+                        recycled.add(trace, context.offered)
                     if proposal is not None:
                         tried[kind] += 1
                         stepped = stepped or move is _block_move
@@ -649,10 +686,41 @@ def _move_chunk(simulator: Simulator, item: MoveBatch, report: Callable[[int], N
             if builder is not None:
                 if trace is None:   # no move accepted this batch: run the particle's values again
                     trace = _run(context, particle)[0]
-                builder.add(trace, 0.0)
+                for kept, log_weight in (recycled or _Recycled(trace)).weighted():
+                    builder.add(kept, log_weight)
+                    recycled_from.append(n)
             out.append(particle)
         unknown = _guide_unknown(guide)
-    return Moved(out, accepted, tried, builder.build() if builder is not None else None, unknown)
+    return Moved(out, accepted, tried, builder.build() if builder is not None else None,
+                 recycled_from, unknown)
+
+
+class _Recycled:
+    """The traces one particle's last sweep leaves to the posterior: per move, the trace it
+    proposed with its acceptance probability α as weight, and the trace it was proposed from
+    with 1 − α; together they weigh 1."""
+
+    def __init__(self, trace: Trace | None = None) -> None:
+        self.weights: dict[int, list] = {}
+        if trace is not None:
+            self._put(trace, 1.0)
+
+    def _put(self, trace: Trace, weight: float) -> None:
+        self.weights.setdefault(id(trace), [trace, 0.0])[1] += weight
+
+    def add(self, current: Trace, offered: tuple[float, Trace] | None) -> None:
+        alpha, proposed = offered or (0.0, current)   # rejected before it was scored: α = 0
+        self._put(current, 1.0 - alpha)
+        if alpha > 0.0:
+            self._put(proposed, alpha)
+
+    def __bool__(self) -> bool:
+        return bool(self.weights)
+
+    def weighted(self) -> list[tuple[Trace, float]]:
+        total = sum(weight for _, weight in self.weights.values())
+        return [(trace, math.log(weight / total))
+                for trace, weight in self.weights.values() if weight > 0.0]
 
 
 def _run(context: MoveContext, particle: Particle, overrides: dict | None = None,
@@ -822,6 +890,7 @@ def _accept(context: MoveContext, current: Particle, proposed: Particle, trace: 
     if not whole_prior:
         log_alpha += sum(v.log_prob - current.log_probs[v.address] for v in trace.variables
                          if v.kind is SAMPLE and v.reused)
+    _offer(context, log_alpha, trace)
     if math.isnan(log_alpha) or (log_alpha < 0 and math.log(rng.random()) >= log_alpha):
         return False
     if context.score:
@@ -854,9 +923,18 @@ def independence_move(context: MoveContext, particle: Particle) -> Any:
     trace = run_trace(context.simulator, context.guide, context.engine.retries)
     proposed = Particle(trace, drawn_log_start_ratio(trace))
     log_alpha = context.beta * (proposed.log_increment - particle.log_increment)
+    _offer(context, log_alpha, trace)
     if math.isnan(log_alpha) or (log_alpha < 0 and math.log(rng.random()) >= log_alpha):
         return False
     return proposed, trace
+
+
+def _offer(context: MoveContext, log_alpha: float, trace: Trace) -> None:
+    """Record a proposal's acceptance probability for the posterior to recycle: at β = 1
+    only, where the target is the posterior (before it, the bridge's factor is still to come)."""
+    if context.beta == 1.0:
+        context.offered = (0.0 if math.isnan(log_alpha) else math.exp(min(log_alpha, 0.0)),
+                           trace)
 
 
 MOVES = (("block", _block_move), ("model", _model_move), ("jump", _jump_move),
@@ -920,23 +998,28 @@ def _ancestor_groups(parents: list[np.ndarray]) -> tuple[np.ndarray, int]:
 
 
 def genealogy_ess(values: np.ndarray, index: np.ndarray, groups: np.ndarray,
-                  resamplings: int) -> float:
-    """The effective sample size of the mean of ``values`` (held by particles ``index`` of an
-    equally weighted population) given each particle's ancestor group: the variance of the
-    mean is estimated from the groups' sums of centred values (Chan & Lai 2013; with Lee &
-    Whiteley's 2018 finite-population factor (N / (N − 1))^(resamplings + 1)), and
-    ESS = posterior variance / that variance, at most N."""
+                  resamplings: int, weights: np.ndarray | None = None) -> float:
+    """The effective sample size of the posterior mean of ``values``, held by traces of
+    particles ``index`` with ``weights`` (a share of the posterior each; equal shares of the
+    N particles where None), given each particle's ancestor group: the variance of the mean
+    is estimated from the groups' sums of the traces' weighted centred values (Chan & Lai
+    2013; with Lee & Whiteley's 2018 finite-population factor (N / (N − 1))^(resamplings + 1)),
+    and ESS = posterior variance / that variance, at most N."""
     n = len(groups)
     values = np.asarray(values, dtype=np.float64)
-    variance = float(values.var())
+    weights = (np.full(len(values), 1.0 / n) if weights is None
+               else np.asarray(weights, dtype=np.float64))
+    share = float(weights.sum())   # of the posterior: the traces that have the value
     # A value every particle shares (an observed quantity tagged by the simulator) has no
     # error to estimate; test it exactly, as its computed variance can be rounding noise.
-    if len(values) < 2 or np.ptp(values) == 0 or not np.isfinite(variance):
+    if len(values) < 2 or np.ptp(values) == 0 or not share > 0.0:
         return float(n)
-    share = len(values) / n
-    centred = np.zeros(n)
-    centred[index] = (values - values.mean()) / share   # a mean over the traces that have it
-    sums = np.bincount(groups, weights=centred)
+    mean = float(np.dot(weights, values)) / share
+    variance = float(np.dot(weights, (values - mean) ** 2)) / share
+    if not np.isfinite(variance):
+        return float(n)
+    by_particle = np.bincount(index, weights=weights * (values - mean) / share, minlength=n)
+    sums = np.bincount(groups, weights=by_particle)
     factor = (n / (n - 1.0)) ** (resamplings + 1)
-    var_mean = factor * float(np.sum(sums * sums)) / n ** 2
+    var_mean = factor * float(np.sum(sums * sums))
     return float(n) if var_mean <= 0 else float(min(variance / var_mean, n))

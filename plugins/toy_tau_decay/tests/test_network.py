@@ -76,8 +76,8 @@ def test_network_guided_smc_names_the_demo_event_and_keeps_the_tau_moves_for_the
     assert all(r["tried_model"] == 0 for r in rounds[:-1]), rounds
     assert rounds[-1]["beta"] == 1.0 and rounds[-1]["acceptance_model"] > 0.5, rounds[-1]
     assert post.metadata["ic"]["prior_fallbacks"] == 0
-    _, channels = post.values_of("channel")
-    channels = np.asarray(channels, dtype=int)
-    p_true = float(np.mean(channels == truth["channel"]))
-    # The rest goes to the kaon the calorimeter cannot tell from the pion (smc: about 0.1).
-    assert p_true > 0.75 and set(channels.tolist()) <= {truth["channel"], 9}, channels
+    probabilities = post.marginal("channel").probabilities()
+    # The rest goes to the kaon the calorimeter cannot tell from the pion (smc: about 0.1);
+    # the recycled proposals of the last sweep give the other channels next to nothing.
+    assert probabilities[truth["channel"]] > 0.75, probabilities
+    assert sum(p for c, p in probabilities.items() if c not in (truth["channel"], 9)) < 1e-6
