@@ -298,6 +298,18 @@ def test_smc_recycles_the_last_sweeps_proposals():
     assert recycled.std() < 0.6 * plain.std(), (recycled.std(), plain.std())
 
 
+def test_smc_recycles_a_proposal_however_unlikely_its_acceptance():
+    from etalumis_core.engines.smc import _Recycled
+    current, proposed = object(), object()
+    kept = _Recycled()
+    for _ in range(3):
+        kept.add(current, None)   # nothing proposed: the particle stays
+    kept.add(current, (5e-324, proposed))   # the smallest float: α / 4 would round to 0
+    log_weights = {id(trace): log_weight for trace, log_weight in kept.weighted()}
+    assert log_weights[id(current)] == pytest.approx(0.0)
+    assert log_weights[id(proposed)] == pytest.approx(math.log(5e-324) - math.log(4.0))
+
+
 def test_smc_reports_its_rounds_and_rejects_bad_options(gaussian_obs):
     post = et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", num_traces=200,
                     seed=0)

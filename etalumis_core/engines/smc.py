@@ -718,8 +718,9 @@ class _Recycled:
         return bool(self.weights)
 
     def weighted(self) -> list[tuple[Trace, float]]:
-        total = sum(weight for _, weight in self.weights.values())
-        return [(trace, math.log(weight / total))
+        # Logs taken apart: an α as small as 1e-320 divided by the total would round to 0.
+        log_total = math.log(sum(weight for _, weight in self.weights.values()))
+        return [(trace, math.log(weight) - log_total)
                 for trace, weight in self.weights.values() if weight > 0.0]
 
 
