@@ -262,9 +262,10 @@ class TauDecaySimulator(PythonSimulator):
     def jumps(self) -> tuple:
         """Jumps between decay channels, for engines that take a simulator's own jumps (SMC):
         between channels the calorimeter cannot tell apart, a pion for a kaon of the same
-        energy and direction and a K_S for a K_L (see :mod:`.jumps`), and between channels with
+        energy and direction and a K_S for a K_L (see :mod:`.jumps`), between channels with
         one π⁰ or one π⁺ π⁻ pair more or less, a particle split in two or three and merged
-        back (see :mod:`.splits`)."""
+        back, and between channels whose hadrons differ in species alone, their momenta
+        swapped over (see :mod:`.splits`)."""
         return self._jumps
 
     def __repr__(self) -> str:

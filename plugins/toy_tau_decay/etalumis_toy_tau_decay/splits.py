@@ -1,4 +1,5 @@
-"""Split and merge: jumps between decay channels that differ by one π⁰ or by one π⁺ π⁻ pair.
+"""Split, merge and swap: jumps between decay channels that differ by one π⁰ or by one π⁺ π⁻
+pair, or in the species of their hadrons.
 
 Where the posterior's best explanations of an event name the wrong channel with certainty, they
 keep the energy that photons and hadrons carry and get the number of particles wrong: two π⁰
@@ -6,7 +7,9 @@ read as one or one as two, three charged pions as one or one as three. No move o
 channel reaches the other explanation, and a prior redraw of the channel draws the new
 channel's kinematics far from the data. One jump does either, to a neighbouring channel drawn
 uniformly: a *split* turns one π⁰ into two, or one π⁻ into π⁻ π⁺ π⁻, and a *merge* is its
-reverse.
+reverse. Others get the species wrong: the calorimeter sees a hadron's energy and direction,
+not whether it is a pion, a kaon or a K_L (τ → π⁺ π⁻ π⁻ ν against π⁻ K_S K_L ν or K⁻ π⁺ π⁻ ν).
+A *swap* moves to a channel with as many hadrons and as many π⁰ but other hadron species.
 
 The map. The visible system V (every particle but the neutrino) keeps its 3-momentum and
 takes the mass m′ = m e^ε, ε ~ Normal(0, MASS_STEP) drawn by either direction (the reverse
@@ -17,8 +20,12 @@ third of a π⁻'s momentum (before the next step, so the draw and its density a
 every particle's momentum is scaled by the λ that makes the energies add up to m′ (the recoil,
 unique: the sum grows with λ). A merge adds the group's momenta and scales to the new mass;
 the π⁰ that keeps its photons' angles is the first of the pair, the second's are drawn from
-their prior by the split. Traces whose accept/reject loops took more than one try are left
-alone, in both directions: the move's domain is closed under it.
+their prior by the split. A swap keeps what the calorimeter sees: each of the new channel's
+hadrons takes the lab energy and direction of an old one, in an order drawn uniformly (among
+all orders, so the reverse draws the inverse order as likely), the π⁰ keep their momenta and
+their photons' angles, and the tau turns as in the pion–kaon swap (:mod:`.jumps`). Traces
+whose accept/reject loops took more than one try are left alone, in both directions: the
+move's domain is closed under it.
 
 The ratio. Against d³p_τ dΦ_n (flat phase space of the tau's decay), the draws have density
 D · ∏ L, L = w / B each loop's accept level (its uniform is carried as its place u / L;
@@ -39,9 +46,11 @@ homogeneous in ρ, which gives dΦ_few d^A u / dΦ_many = |S| F′ ∏′ 2E′ 
 the dimension of the many's momenta summing to zero. The jump's log-ratio is the log of
 D′ ∏ L′ / (D ∏ L) times these, minus the log density of the drawn momenta and photon angles
 (a charged split's two π⁻ are alike, so its density is the mean over which one was drawn),
-plus the log-ratio of the two channels' numbers of neighbours. The tests check the map's
-Jacobian against finite differences, that each jump's reverse undoes it with the opposite
-ratio, and that the jump alone leaves the prior invariant.
+plus the log-ratio of the two channels' numbers of neighbours. A swap draws nothing; at fixed
+energy and direction d³p′ / d³p = |p′| / |p| for each hadron, and the tau's 1 / |V| gives
+|V| / |V′|. The tests check the map's Jacobian against finite
+differences, that each jump's reverse undoes it with the opposite ratio, and that the jump
+alone leaves the prior invariant.
 """
 
 from __future__ import annotations
@@ -57,7 +66,7 @@ from scipy.optimize import brentq
 from . import physics
 from .decay import (ReplaySampler, _bw_cdf, _resonance_mass_weight, boost, decay_tau,
                     phase_space_bound, resonance_bound, two_body_momentum)
-from .jumps import _Resonance, _turn_tau
+from .jumps import _Resonance, _reweigh, _turn_tau
 from .moves import CHANNEL, PX, PY, PZ, _angle_keys, _angles, _direction, _four
 from .physics import CHANNELS, PI0, PIM, PIP, TAU_MASS
 
@@ -88,16 +97,27 @@ def _kind(few: physics.Channel, many: physics.Channel) -> str | None:
     return None
 
 
+def _species_partners(a: physics.Channel, b: physics.Channel) -> bool:
+    """Whether ``a`` and ``b`` have as many hadrons (more than one visible particle in all) and
+    as many π⁰, and differ in the hadrons' species: the calorimeter sees a hadron's energy,
+    not its species."""
+    return (a.index != b.index and len(a.daughters) == len(b.daughters) > 2
+            and len(_hadrons(a)) == len(_hadrons(b))
+            and a.daughters.count(PI0) == b.daughters.count(PI0))
+
+
 @lru_cache(maxsize=None)
 def neighbours(resonances: bool = True) -> dict[int, tuple[int, ...]]:
     """Each channel's channels with one π⁰ or one π⁺ π⁻ pair more or less and the same other
-    particles (hadronic, one neutrino, no η: the channels whose primaries the jump can read
-    back; the channel with fewer has the particle to split)."""
+    particles (the channel with fewer has the particle to split), or with other hadrons in
+    the same places (hadronic, one neutrino, no η: the channels whose primaries the jump can
+    read back)."""
     usable = [c for c in CHANNELS if not c.leptonic and physics.ETA not in c.daughters]
     out: dict[int, tuple[int, ...]] = {}
     for c in usable:
         near = tuple(d.index for d in usable
-                     if _kind(c, d) is not None or _kind(d, c) is not None)
+                     if _kind(c, d) is not None or _kind(d, c) is not None
+                     or _species_partners(c, d))
         if near:
             out[c.index] = near
     return out
@@ -318,11 +338,13 @@ class SplitMerge:
         near = self.neighbours[old]
         new = near[int(rng.integers(len(near)))]
         split, kind, spots = _places(old, new)
-        choice = {"new": new, "mass": float(rng.normal(0.0, MASS_STEP)),
+        choice = {"new": new, **({} if kind == "species" else
+                                 {"mass": float(rng.normal(0.0, MASS_STEP))}),
                   "fresh": [float(rng.random())
                             for _ in range(self.layouts[new].loops - layout.loops)],
                   **{name: [int(x) for x in rng.choice(len(s), 2, replace=False)]
-                     if name == "pair" else int(rng.integers(len(s)))
+                     if name == "pair" else [int(x) for x in rng.permutation(len(s))]
+                     if name == "order" else int(rng.integers(len(s)))
                      for name, s in spots.items()}}
         if split:   # the new momenta, in the visible system's rest frame
             j = spots["single"][choice["single"]]
@@ -376,6 +398,8 @@ class SplitMerge:
         old, new = layout.channel.index, int(choice["new"])
         new_layout = self.layouts[new]
         split, kind, spots = _places(old, new)
+        if kind == "species":
+            return self._swap(values, choice, rng, read)
         a, b = (spots["pair"][i] for i in choice["pair"])
         j = spots["single"][choice["single"]]
         group = [a, spots["plus"][choice["plus"]], b] if kind == "charged" else [a, b]
@@ -431,18 +455,10 @@ class SplitMerge:
             if i not in angles and source.get(i) in pi0:
                 angles[i] = pi0[source[i]]
         log_phase = _log_phase(few_rest, few_masses[:-1], many_rest, many_masses[:-1], stretch)
-        draws = new_layout.draws(new_tau, new_primaries,
-                                 (places + list(choice["fresh"]))[:new_layout.loops], rng)
-        if draws is None:
+        out = _new_values(new_layout, new_tau, new_primaries,
+                          (places + list(choice["fresh"]))[:new_layout.loops], angles, rng)
+        if out is None:
             return None
-        out: dict[str, Any] = {CHANNEL: new, PX: float(new_tau[0]), PY: float(new_tau[1]),
-                               PZ: float(new_tau[2]), **draws}
-        for t, spot in enumerate(i for i, p in enumerate(new_layout.channel.daughters)
-                                 if p == PI0):
-            out.update(zip(_angle_keys(PI0_DECAY, t + 1), angles[spot]))
-        replayed = new_layout.primaries(out)
-        if replayed is None or not np.allclose(replayed, new_primaries, rtol=1e-7, atol=1e-7):
-            return None   # no such decay (numerically off the solution)
         sign = 1.0 if split else -1.0
         # d⁴V = d³V m dm / E_V, and dm′ / dm = m′ / m at fixed ε.
         log_mass = 2.0 * math.log(m_new / m_v) + math.log(system[0] / new_system[0])
@@ -458,6 +474,63 @@ class SplitMerge:
             if kind == "pi0":
                 reverse["angles"] = pi0[b]
         return out, log_ratio, log_map, reverse
+
+    def _swap(self, values: Mapping[str, Any], choice: Mapping[str, Any],
+              rng: np.random.Generator, read: tuple) -> tuple | None:
+        """:meth:`apply` for a channel of other hadron species (``order``: which old hadron
+        each new one takes the energy and direction of)."""
+        layout, primaries, places, pi0 = read
+        old, new = layout.channel.index, int(choice["new"])
+        new_layout = self.layouts[new]
+        before, after = _hadrons(layout.channel), _hadrons(new_layout.channel)
+        source = _match(layout.channel.daughters, new_layout.channel.daughters,
+                        skip_old=set(before), skip_new=set(after))
+        source.update({after[i]: before[k] for i, k in enumerate(choice["order"])})
+        visible = np.empty((len(new_layout.masses) - 1, 4))
+        log_map = 0.0
+        for i in range(len(visible)):
+            p4 = _reweigh(primaries[source[i]], new_layout.masses[i])
+            if p4 is None:
+                return None   # too little energy for the heavier hadron
+            visible[i] = p4
+            log_map += (math.log(np.linalg.norm(p4[1:]))
+                        - math.log(np.linalg.norm(primaries[source[i], 1:])))
+        system, new_system = primaries[:-1].sum(axis=0), visible.sum(axis=0)
+        p_tau = np.array([values[PX], values[PY], values[PZ]], dtype=float)
+        new_tau = _turn_tau(p_tau, system, new_system, _mass(new_system))
+        if new_tau is None:
+            return None
+        new_primaries = np.vstack([visible, _four(new_tau, TAU_MASS) - new_system])
+        angles = {i: pi0[k] for i, k in source.items() if k in pi0}
+        out = _new_values(new_layout, new_tau, new_primaries,
+                          (places + list(choice["fresh"]))[:new_layout.loops], angles, rng)
+        if out is None:
+            return None
+        log_map += (new_layout.log_density(new_primaries) - layout.log_density(primaries)
+                    + math.log(np.linalg.norm(system[1:]))
+                    - math.log(np.linalg.norm(new_system[1:])))
+        log_ratio = (log_map + math.log(len(self.neighbours[old]))
+                     - math.log(len(self.neighbours[new])))
+        reverse = {"new": old, "order": [int(i) for i in np.argsort(choice["order"])],
+                   "fresh": places[new_layout.loops:]}
+        return out, log_ratio, log_map, reverse
+
+
+def _new_values(layout: _Layout, p_tau: np.ndarray, primaries: np.ndarray, places: list[float],
+                angles: Mapping[int, tuple], rng: np.random.Generator) -> dict[str, Any] | None:
+    """The values of ``layout``'s channel that give ``primaries`` (the π⁰ at each place with
+    the photon ``angles`` given for it); None where no decay of the channel does."""
+    draws = layout.draws(p_tau, primaries, places, rng)
+    if draws is None:
+        return None
+    out: dict[str, Any] = {CHANNEL: layout.channel.index, PX: float(p_tau[0]),
+                           PY: float(p_tau[1]), PZ: float(p_tau[2]), **draws}
+    for t, spot in enumerate(i for i, p in enumerate(layout.channel.daughters) if p == PI0):
+        out.update(zip(_angle_keys(PI0_DECAY, t + 1), angles[spot]))
+    replayed = layout.primaries(out)
+    if replayed is None or not np.allclose(replayed, primaries, rtol=1e-7, atol=1e-7):
+        return None   # no such decay (numerically off the solution)
+    return out
 
 
 def _recoil(shares: np.ndarray, masses: Sequence[float], total: float) -> float | None:
@@ -495,7 +568,10 @@ def _places(old: int, new: int) -> tuple[bool, str, dict[str, list[int]]]:
     """Whether ``old`` → ``new`` splits, the kind, and the places among the primaries that
     the choice draws from: ``pair`` (the split particle's kind in the channel with more),
     ``plus`` (its π⁺, a charged split's), ``single`` (the split particle's kind in the one with
-    fewer)."""
+    fewer); for channels of other hadron species, ``order`` (the new channel's hadrons, which
+    take the old ones' momenta in an order drawn)."""
+    if _species_partners(CHANNELS[old], CHANNELS[new]):
+        return False, "species", {"order": _hadrons(CHANNELS[new])}
     split = len(CHANNELS[new].daughters) > len(CHANNELS[old].daughters)
     few, many = (CHANNELS[old], CHANNELS[new]) if split else (CHANNELS[new], CHANNELS[old])
     kind = _kind(few, many)
@@ -505,6 +581,11 @@ def _places(old: int, new: int) -> tuple[bool, str, dict[str, list[int]]]:
     if kind == "charged":
         spots["plus"] = at(many, PIP)
     return split, kind, spots
+
+
+def _hadrons(channel: physics.Channel) -> list[int]:
+    """The places of the channel's primaries that shower as hadrons (all but π⁰ and ν)."""
+    return [i for i, p in enumerate(channel.daughters) if p != PI0 and physics.is_hadron(p)]
 
 
 def _pi0_angles(values: Mapping[str, Any], channel: physics.Channel) -> dict[int, tuple]:

@@ -1,5 +1,6 @@
-"""The split-merge jump between channels that differ by one π⁰: it keeps the visible momentum,
-undoes itself with its own log-ratio, and leaves the prior invariant."""
+"""The split-merge jump between channels that differ by one π⁰ or one π⁺ π⁻ pair, or in the
+hadrons' species: it keeps the visible momentum, undoes itself with its own log-ratio, and
+leaves the prior invariant."""
 
 from __future__ import annotations
 
@@ -56,22 +57,28 @@ def primaries(values):
     return JUMP.layouts[channel].primaries(values)
 
 
-def test_neighbours_differ_by_one_pi0_and_are_mutual():
+def test_neighbours_differ_by_one_pi0_or_in_hadron_species_and_are_mutual():
     near = neighbours(True)
-    assert set(near[4]) == {10, 23} and set(near[10]) == {4, 24, 33} and 2 not in near and 11 not in near
-    assert set(near[23]) == {4, 33, 37} and 0 not in near and 29 not in near
+    assert set(near[4]) == {9, 10, 23} and set(near[10]) == {4, 15, 24, 33} and 2 not in near
+    assert set(near[11]) == {14, 16, 19, 20, 21, 22} and set(near[23]) == {4, 28, 33, 37}
+    assert 0 not in near and 29 not in near and 32 not in near
     pairs = ({physics.PI0: 1}, {physics.PIP: 1, physics.PIM: 1})
+
+    def kinds(c):
+        return Counter("pi0" if p == physics.PI0 else "hadron" if physics.is_hadron(p) else p
+                      for p in physics.CHANNELS[c].daughters)
+
     for c, others in near.items():
         for d in others:
             assert c in near[d]
             diff = Counter(physics.CHANNELS[c].daughters)
             diff.subtract(physics.CHANNELS[d].daughters)
             diff = {k: abs(v) for k, v in diff.items() if v}
-            assert diff in pairs
+            assert diff in pairs or kinds(c) == kinds(d)
 
 
 @pytest.mark.parametrize("channel,new", [(4, 10), (10, 4), (23, 33), (24, 34), (4, 23),
-                                         (33, 10)])
+                                         (33, 10), (11, 19), (15, 10), (12, 17), (5, 7)])
 def test_the_jump_keeps_the_visible_momentum_and_undoes_itself(channel, new):
     """A jump that the jump draws, and the choice that undoes it (the same places, the
     opposite mass step, the dropped loops' places, and what a merge took apart)."""
@@ -90,8 +97,14 @@ def test_the_jump_keeps_the_visible_momentum_and_undoes_itself(channel, new):
         done = drawn.get("done")
     new_values, log_ratio, _, reverse = done
     before, after = primaries(values), primaries(new_values)
-    np.testing.assert_allclose(before[:-1, 1:].sum(axis=0), after[:-1, 1:].sum(axis=0),
-                               atol=1e-9)   # the visible 3-momentum stays
+    if _places(channel, new)[1] == "species":   # what the calorimeter sees stays
+        direction = lambda p: p[:-1, 1:] / np.linalg.norm(p[:-1, 1:], axis=1)[:, None]  # noqa: E731
+        np.testing.assert_allclose(np.sort(before[:-1, 0]), np.sort(after[:-1, 0]), atol=1e-9)
+        assert np.isclose(direction(before) @ direction(after).T, 1.0, atol=1e-12).sum() == len(
+            before) - 1
+    else:
+        np.testing.assert_allclose(before[:-1, 1:].sum(axis=0), after[:-1, 1:].sum(axis=0),
+                                   atol=1e-9)   # the visible 3-momentum stays
     # The simulator runs the new trace from the jump's values alone.
     trace = et.simulate(sim, seed=0)
     controller = MHController(chunk_rng(0, 0), {"calorimeter": trace.result["calorimeter"]})
@@ -117,7 +130,7 @@ def log_orders(channel):
 
 
 @pytest.mark.parametrize("channel,new", [(4, 10), (10, 24), (23, 33), (24, 34), (4, 23),
-                                         (10, 33)])
+                                         (10, 33), (11, 14), (4, 9), (13, 18)])
 def test_the_jacobian_is_the_determinant_of_the_map(channel, new, log_det):
     """The map from the old draws and the numbers a split draws (the new momenta, a new π⁰'s
     photon angles, the new loops' places) to the new draws and the places of the loops that
@@ -128,11 +141,14 @@ def test_the_jacobian_is_the_determinant_of_the_map(channel, new, log_det):
     loops = JUMP.layouts[new].loops - JUMP.layouts[channel].loops
     choice = {"new": new, "pair": [0, 1], "single": 0, "plus": 0, "mass": 0.1,
               "fresh": [0.3] * max(loops, 0)}
+    if kind == "species":   # each hadron takes the momentum of the one after it
+        hadrons = len(_places(channel, new)[2]["order"])
+        choice["order"] = [(i + 1) % hadrons for i in range(hadrons)]
     while True:
         values = prior_draw(rng, [channel], [1.0])
         if JUMP._read(values) is None:
             continue   # a loop tried more than once: the jump leaves it
-        choice["momentum"] = list(rng.normal(0.0, 0.1, 3 if kind == "pi0" else 6))
+        choice["momentum"] = list(rng.normal(0.0, 0.1, {"pi0": 3, "charged": 6}.get(kind, 0)))
         choice["angles"] = (0.2, 1.0)
         if JUMP.apply(values, choice, np.random.default_rng(0)) is not None:
             break
@@ -164,14 +180,16 @@ def test_the_jacobian_is_the_determinant_of_the_map(channel, new, log_det):
     assert abs(log_map) > 1e-3   # ten times the tolerance: a Jacobian that is not 1
 
 
-@pytest.mark.parametrize("channels", [(4, 10, 24), (4, 10, 23, 33)], ids=["pi0", "both"])
+@pytest.mark.parametrize("channels", [(4, 10, 24), (4, 10, 23, 33), (11, 14, 19)],
+                         ids=["pi0", "both", "species"])
 def test_the_jump_leaves_the_prior_invariant(channels):
     """Metropolis-Hastings with the jump alone, no likelihood, on prior draws of channels at
     equal odds (τ → ρ ν, a₁ ν (π⁻ π⁰ π⁰) and π⁻ 3π⁰ ν; ρ ν, a₁ ν (π⁻ π⁰ π⁰), π⁺ π⁻ π⁻ π⁰ ν and
-    π⁻ π⁻ π⁺ π⁰ π⁰ ν): the channel shares, the π⁰ energy, the visible mass and the most energetic
-    charged pion's energy of each channel and the tau momentum stay the prior's (without the
-    k! of the mass uniforms' order in the ratio, the first group's channel shares fail the
-    test; a missing 1/(2E) or accept level fails the Jacobian test above)."""
+    π⁻ π⁻ π⁺ π⁰ π⁰ ν; a₁ ν (π⁺ π⁻ π⁻), K⁻ π⁺ π⁻ ν and π⁻ K_S K_L ν): the channel shares, the π⁰
+    energy, the visible mass and the most energetic hadron's energy (π⁰ aside) of each channel
+    and the tau momentum stay the prior's (without the k! of the mass uniforms' order in the
+    ratio, the first group's channel shares fail the test; a missing 1/(2E) or accept level
+    fails the Jacobian test above)."""
     probs = [1 / len(channels)] * len(channels)
     rng = np.random.default_rng(5)
     moved, accepted, tried = [], 0, 0
@@ -198,10 +216,11 @@ def test_the_jump_leaves_the_prior_invariant(channels):
 
     def measures(sample, channel):
         """Per trace of ``channel``: the π⁰ energy, the visible system's mass, the most
-        energetic charged pion's energy."""
+        energetic hadron's energy (π⁰ aside)."""
         daughters = physics.CHANNELS[channel].daughters
         spots = [i for i, d in enumerate(daughters) if d == physics.PI0]
-        charged = [i for i, d in enumerate(daughters) if d in (physics.PIM, physics.PIP)]
+        hadrons = [i for i, d in enumerate(daughters)
+                   if d != physics.PI0 and physics.is_hadron(d)]
         out = []
         for v in sample:
             if int(v[CHANNEL]) == channel:
@@ -211,7 +230,7 @@ def test_the_jump_leaves_the_prior_invariant(channels):
                 visible = p[:-1].sum(axis=0)
                 out.append((float(p[spots, 0].sum()),
                             math.sqrt(visible[0] ** 2 - visible[1:] @ visible[1:]),
-                            float(p[charged, 0].max())))
+                            float(p[hadrons, 0].max())))
         return np.array(out)
 
     for c in channels:
