@@ -47,7 +47,7 @@ the Breit–Wigner uniforms).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Container, Mapping, Sequence
 
 import numpy as np
 
@@ -112,6 +112,10 @@ class ChannelJumps:
 
     def __init__(self, resonances: bool = True) -> None:
         self.resonances = bool(resonances)
+        # The channels each jump moves.
+        self.swaps = frozenset(c for c in PARTNERS
+                               if self.resonances or CHANNELS[c].resonance is None)
+        self.relabels = frozenset(LOOK_ALIKES)
 
     def jumps(self) -> tuple:
         return (self.swap, self.relabel)
@@ -219,6 +223,31 @@ class ChannelJumps:
         return out, log_j
 
 
+class ChannelJump:
+    """Jumps as one, drawn uniformly among those that move the trace's channel: a jump drawn
+    for a channel it cannot move spends a sweep for nothing. ``jumps`` pairs each jump with the
+    channels it moves, a set that the jump maps into itself, so the reverse jump is among the
+    new channel's; the odds of the draw enter the ratio as log |A(c)| − log |A(c′)|, A(c) the
+    jumps that move channel c."""
+
+    def __init__(self, jumps: Sequence[tuple[Callable[..., Any], Container[int]]]) -> None:
+        self.jumps = tuple(jumps)
+
+    def _moving(self, channel: int) -> list[Callable[..., Any]]:
+        return [jump for jump, channels in self.jumps if channel in channels]
+
+    def __call__(self, values: Mapping[str, Any], rng: Any) -> Any:
+        here = self._moving(int(values[CHANNEL])) if CHANNEL in values else []
+        if not here:
+            return None
+        proposal = here[int(rng.integers(len(here)))](values, rng)
+        if proposal is None:
+            return None
+        new, log_ratio = proposal
+        there = self._moving(int(new[CHANNEL]))
+        return new, log_ratio + math.log(len(here)) - math.log(len(there))
+
+
 def _reweigh(p4: np.ndarray, mass: float) -> np.ndarray | None:
     """The four-momentum of a particle of ``mass`` with the energy and direction of ``p4``."""
     if p4[0] <= mass:
@@ -246,4 +275,4 @@ def _turn_tau(p_tau: np.ndarray, x: np.ndarray, x_new: np.ndarray,
     return size * (cos * axis_new + sin * (math.cos(alpha) * f1 + math.sin(alpha) * f2))
 
 
-__all__ = ["ChannelJumps", "LOOK_ALIKES", "PARTNERS"]
+__all__ = ["ChannelJump", "ChannelJumps", "LOOK_ALIKES", "PARTNERS"]

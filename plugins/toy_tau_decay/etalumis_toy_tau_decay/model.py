@@ -15,7 +15,7 @@ from etalumis_core.distributions import Categorical, Normal, Poisson, Uniform
 from . import physics
 from .calorimeter import Calorimeter
 from .decay import DecayEvent, decay_tau, tau_four_momentum
-from .jumps import ChannelJumps
+from .jumps import ChannelJump, ChannelJumps
 from .moves import TauMomentumMoves
 from .splits import SplitMerge
 
@@ -198,7 +198,10 @@ class TauDecaySimulator(PythonSimulator):
         self.channel_probs = physics.CHANNEL_PROBS.tolist()
         self._sampler = PPLSampler()
         self._moves = TauMomentumMoves(self.resonances).moves()
-        self._jumps = ChannelJumps(self.resonances).jumps() + (SplitMerge(self.resonances),)
+        look_alike, split = ChannelJumps(self.resonances), SplitMerge(self.resonances)
+        self._jumps = (ChannelJump(((look_alike.swap, look_alike.swaps),
+                                    (look_alike.relabel, look_alike.relabels),
+                                    (split, split.neighbours))),)
         super().__init__(name=name, observations=self.observations)
 
     def config(self) -> dict[str, Any]:
@@ -264,8 +267,9 @@ class TauDecaySimulator(PythonSimulator):
         between channels the calorimeter cannot tell apart, a pion for a kaon of the same
         energy and direction and a K_S for a K_L (see :mod:`.jumps`), between channels with
         one π⁰ or one π⁺ π⁻ pair more or less, a particle split in two or three and merged
-        back, and between channels whose hadrons differ in species alone, their momenta
-        swapped over (see :mod:`.splits`)."""
+        back, and between channels whose hadrons differ in species alone (see
+        :mod:`.splits`). They come as one jump, drawn among those that move the trace's
+        channel (:class:`.jumps.ChannelJump`)."""
         return self._jumps
 
     def __repr__(self) -> str:

@@ -17,7 +17,7 @@ from etalumis_core.engines.mh import MHController, _controlled_values
 from etalumis_toy_tau_decay import TauDecaySimulator, physics
 from etalumis_toy_tau_decay.decay import (NumpySampler, ReplaySampler, decay_tau,
                                           tau_four_momentum)
-from etalumis_toy_tau_decay.jumps import LOOK_ALIKES, ChannelJumps
+from etalumis_toy_tau_decay.jumps import LOOK_ALIKES, ChannelJump, ChannelJumps
 from etalumis_toy_tau_decay.moves import CHANNEL, PX, PY, PZ
 
 SWAP = ChannelJumps()
@@ -199,3 +199,20 @@ def test_channels_without_a_look_alike_are_left_alone(sim):
     values = _controlled_values(et.simulate(sim, seed=next(
         s for s in range(100) if et.simulate(sim, seed=s).result["channel"] == 10)))
     assert SWAP.swap(values) is None and SWAP.relabel(values, np.random.default_rng(0)) is None
+
+
+def test_jumps_as_one_weigh_the_odds_of_the_jump_drawn():
+    """Three channels at equal prior odds, one jump between 0 and 1 and one between 1 and 2:
+    drawn among the jumps that move it, channel 1 proposes each neighbour half as often as
+    they propose it. One Metropolis–Hastings step from the prior keeps the prior only with
+    the draw's odds in the ratio (without them channel 0 falls to 1/6)."""
+    def between(a, b):
+        return lambda values, rng: ({CHANNEL: a + b - values[CHANNEL]}, 0.0)
+    jump = ChannelJump(((between(0, 1), {0, 1}), (between(1, 2), {1, 2})))
+    assert jump({CHANNEL: 3}, np.random.default_rng(0)) is None and jump({}, None) is None
+    rng = np.random.default_rng(0)
+    counts = np.zeros(3)
+    for channel in rng.integers(3, size=6000):
+        new, log_ratio = jump({CHANNEL: int(channel)}, rng)
+        counts[new[CHANNEL] if math.log(rng.random()) < log_ratio else channel] += 1
+    assert np.all(np.abs(counts - 2000) < 4 * math.sqrt(6000 * (1 / 3) * (2 / 3))), counts

@@ -180,23 +180,25 @@ def test_the_jacobian_is_the_determinant_of_the_map(channel, new, log_det):
     assert abs(log_map) > 1e-3   # ten times the tolerance: a Jacobian that is not 1
 
 
-@pytest.mark.parametrize("channels", [(4, 10, 24), (4, 10, 23, 33), (11, 14, 19)],
-                         ids=["pi0", "both", "species"])
-def test_the_jump_leaves_the_prior_invariant(channels):
+@pytest.mark.parametrize("channels,jump", [
+    ((4, 10, 24), JUMP), ((4, 10, 23, 33), JUMP), ((11, 14, 19), JUMP),
+    ((2, 4, 9, 10), TauDecaySimulator().jumps()[0])], ids=["pi0", "both", "species", "all"])
+def test_the_jump_leaves_the_prior_invariant(channels, jump):
     """Metropolis-Hastings with the jump alone, no likelihood, on prior draws of channels at
     equal odds (τ → ρ ν, a₁ ν (π⁻ π⁰ π⁰) and π⁻ 3π⁰ ν; ρ ν, a₁ ν (π⁻ π⁰ π⁰), π⁺ π⁻ π⁻ π⁰ ν and
     π⁻ π⁻ π⁺ π⁰ π⁰ ν; a₁ ν (π⁺ π⁻ π⁻), K⁻ π⁺ π⁻ ν and π⁻ K_S K_L ν): the channel shares, the π⁰
     energy, the visible mass and the most energetic hadron's energy (π⁰ aside) of each channel
     and the tau momentum stay the prior's (without the k! of the mass uniforms' order in the
     ratio, the first group's channel shares fail the test; a missing 1/(2E) or accept level
-    fails the Jacobian test above)."""
+    fails the Jacobian test above). The simulator's jumps as one keep it too (``all``: π⁻ ν
+    has the swap alone, a₁ ν (π⁻ π⁰ π⁰) the split-merge alone, ρ ν and K*⁻ ν both)."""
     probs = [1 / len(channels)] * len(channels)
     rng = np.random.default_rng(5)
     moved, accepted, tried = [], 0, 0
     for _ in range(3000):
         values = prior_draw(rng, channels, probs)
         for _ in range(4):
-            proposal = JUMP(values, rng)
+            proposal = jump(values, rng)
             if proposal is None:
                 continue
             tried += 1
