@@ -48,9 +48,8 @@ D′ ∏ L′ / (D ∏ L) times these, minus the log density of the drawn moment
 (a charged split's two π⁻ are alike, so its density is the mean over which one was drawn),
 plus the log-ratio of the two channels' numbers of neighbours. A swap draws nothing; at fixed
 energy and direction d³p′ / d³p = |p′| / |p| for each hadron, and the tau's 1 / |V| gives
-|V| / |V′|. The tests check the map's Jacobian against finite
-differences, that each jump's reverse undoes it with the opposite ratio, and that the jump
-alone leaves the prior invariant.
+|V| / |V′|. The tests check the map's Jacobian against finite differences, that each jump's
+reverse undoes it with the opposite ratio, and that the jump alone leaves the prior invariant.
 """
 
 from __future__ import annotations
@@ -109,9 +108,9 @@ def _species_partners(a: physics.Channel, b: physics.Channel) -> bool:
 @lru_cache(maxsize=None)
 def neighbours(resonances: bool = True) -> dict[int, tuple[int, ...]]:
     """Each channel's channels with one π⁰ or one π⁺ π⁻ pair more or less and the same other
-    particles (the channel with fewer has the particle to split), or with other hadrons in
-    the same places (hadronic, one neutrino, no η: the channels whose primaries the jump can
-    read back)."""
+    particles (the channel with fewer has the particle to split), or with as many hadrons of
+    other species and as many π⁰ (hadronic, one neutrino, no η: the channels whose primaries
+    the jump can read back)."""
     usable = [c for c in CHANNELS if not c.leptonic and physics.ETA not in c.daughters]
     out: dict[int, tuple[int, ...]] = {}
     for c in usable:
