@@ -117,9 +117,6 @@ class ChannelJumps:
                                if self.resonances or CHANNELS[c].resonance is None)
         self.relabels = frozenset(LOOK_ALIKES)
 
-    def jumps(self) -> tuple:
-        return (self.swap, self.relabel)
-
     @staticmethod
     def relabel(values: Mapping[str, Any], rng: Any) -> Any:
         """The same decay in another channel of its K_S/K_L class (drawn uniformly), or None
