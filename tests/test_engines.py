@@ -330,6 +330,11 @@ def test_smc_reports_its_rounds_and_rejects_bad_options(gaussian_obs):
         et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", ess_fraction=1.5)
     with pytest.raises(ValueError, match="at least 2 particles"):
         et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", num_traces=1)
+    # So few particles that no number of sweeps could bring their correlation with the
+    # round's start under the threshold: each round still sweeps its `moves`.
+    few = et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", num_traces=4,
+                   seed=0, progress=False)
+    assert all(r["sweeps"] == 5 for r in few.metadata["round_stats"]) and few.ess > 0
 
 
 @pytest.mark.parametrize("engine", ["importance", "lmh", "rmh", "smc"])

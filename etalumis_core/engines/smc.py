@@ -329,8 +329,9 @@ class SequentialMonteCarlo(Engine):
                 sweeps, correlation = 0, 1.0
                 retired = self.retired_kernels(rounds, beta)
                 # Sweep in batches until the particles no longer remember where the round
-                # started (copies of one ancestor have gone their own ways), or the bound.
-                while sweeps < self.max_moves and correlation > threshold:
+                # started (copies of one ancestor have gone their own ways), or the bound;
+                # one batch at least, also where so few particles set the threshold above 1.
+                while sweeps == 0 or (sweeps < self.max_moves and correlation > threshold):
                     batch = min(self.moves, self.max_moves - sweeps)
                     work = [MoveBatch(self, observations, seed, (len(rounds) + 1, sweeps, c),
                                       particles[first:first + count], pool, beta, batch, final,
