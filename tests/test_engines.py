@@ -787,3 +787,57 @@ def test_ic_smc_moves_leave_the_bridge_invariant(networks):
     assert np.mean(mu != grid[chosen]) > 0.5   # most particles moved
     within(float(mu.mean()), mean, std / math.sqrt(n), "mean of the moved population")
     within(float(mu.std()), std, std / math.sqrt(2 * n), "sd of the moved population")
+
+
+def test_ic_smc_regeneration_keeps_the_choice_and_the_posterior(networks):
+    """The regeneration move keeps n and everything before it and redraws the rest from the
+    network: started from the exact posterior given n = 2 (the two cluster means, given
+    y = 6), sweeps of it alone keep that posterior, and n stays. A regenerated trace records
+    the network's density of the kept values too, as the network scores the whole trace:
+    the move's ratio rests on that."""
+    from etalumis_core.engines.ic import ICController
+    from etalumis_core.engines.ic_smc import regeneration_move
+    from etalumis_core.engines.mh import MHController
+    from etalumis_core.engines.smc import (MoveBatch, Particle, _move_chunk, _pool,
+                                           drawn_log_start_ratio)
+
+    class RegenerationOnly(et.NetworkGuidedSMC):
+        def kernels(self):
+            return (("regeneration", regeneration_move),)
+
+    n, y = 1000, 6.0
+    network = networks["poisson_mixture"]["trained"]
+    sim = models.make_poisson_mixture()
+    observed = OBSERVED["poisson_mixture"]
+    rerun = MHController(np.random.default_rng(0), observed)
+    rerun.previous, rerun.overrides = {}, {}
+    first = et.run_trace(sim, rerun).controlled_addresses[0]   # n
+    rerun.previous = {first: 2}
+    first, *means = et.run_trace(sim, rerun).controlled_addresses
+    rng = np.random.default_rng(5)
+    total_mean, total_sd = y * 18 / 19, math.sqrt(18 / 19)   # T = m1 + m2 ~ N(0, 18), y ~ N(T, 1)
+    scorer = ICController(np.random.default_rng(0), observed, network)
+    particles = []
+    for total in rng.normal(total_mean, total_sd, n):
+        m1 = rng.normal(total / 2, math.sqrt(4.5))
+        rerun.previous = {first: 2, means[0]: m1, means[1]: total - m1}
+        t = et.run_trace(sim, rerun)
+        particles.append(Particle(t, scorer.score(t) - t.log_prior))
+
+    with scorer.keeping(particles[0].values, "n"):
+        regenerated = et.run_trace(sim, scorer)
+    assert list(regenerated.controlled_addresses) == [first, *means]
+    assert all(v.log_proposal is not None for v in regenerated.variables if v.control)
+    assert drawn_log_start_ratio(regenerated) == pytest.approx(
+        scorer.score(regenerated) - regenerated.log_prior, abs=1e-4)
+
+    engine = RegenerationOnly(network, independence_probability=1.0, stratify="n")
+    item = MoveBatch(engine, observed, 5, (1, 0, 0), particles, _pool(particles), 1.0, 10,
+                     False, "poisson_mixture")
+    moved = _move_chunk(sim, item, lambda count: None)
+    assert all(p.values[first] == 2 for p in moved.particles)
+    before = np.array([p.values[means[0]] for p in particles])
+    assert np.mean([p.values[means[0]] for p in moved.particles] != before) > 0.5
+    totals = np.array([p.values[means[0]] + p.values[means[1]] for p in moved.particles])
+    within(float(totals.mean()), total_mean, total_sd / math.sqrt(n), "mean of m1 + m2")
+    within(float(totals.std()), total_sd, total_sd / math.sqrt(2 * n), "sd of m1 + m2")

@@ -30,6 +30,7 @@ from ..simulator import Simulator, SimulatorSpec, simulator_name
 from ..trace import SAMPLE, Trace
 from .importance import ImportanceSampling
 
+_MISSING = object()
 _loaded: dict[tuple[str, float], Any] = {}   # per process: network files already read
 PACKAGE_SCHEME = "pkg://"
 
@@ -65,6 +66,10 @@ def _load_network(path: str, embeddings: Any = None) -> Any:
 class ICController(Controller):
     """Proposes every controlled sample from the network; unknown addresses from the prior."""
 
+    _kept: Mapping[str, Any] | None = None   # see keeping()
+    _through: str | None = None
+    _keeping = False
+
     def __init__(self, rng: np.random.Generator, observations: Mapping[str, Any], network: Any) -> None:
         import torch
 
@@ -93,10 +98,31 @@ class ICController(Controller):
     def start_trace(self) -> None:
         super().start_trace()
         self._state = None
+        self._keeping = self._kept is not None
+
+    @contextlib.contextmanager
+    def keeping(self, values: Mapping[str, Any], through: str) -> Iterator[None]:
+        """Inside: each trace keeps ``values`` (by address) at its controlled sites up to and
+        including the first sample named ``through`` and proposes the rest, given them. The
+        kept values' densities under the network are recorded all the same, so the trace's
+        log q stays that of the whole trace."""
+        self._kept, self._through = values, through
+        try:
+            yield
+        finally:
+            self._kept = self._through = None
+
+    def _kept_value(self, address: str, name: str | None) -> Any:
+        if not self._keeping or address not in self._kept:
+            return _MISSING
+        if name == self._through:
+            self._keeping = False
+        return self._kept[address]
 
     def propose(self, address: str, distribution: Any, name: str | None) -> tuple[Any, float | None, bool]:
         if self._state is None:
             self._state = self.network.initial_state(self._embedding)
+        kept = self._kept_value(address, name)
         with self._torch.inference_mode():
             proposal = self.network.propose(self._state, address, distribution,
                                             tuple(distribution.batch_shape))
@@ -104,8 +130,8 @@ class ICController(Controller):
                 self.network.skip(self._state)
                 self.fallbacks += 1
                 self.unknown[address] = self.unknown.get(address, 0) + 1
-                return distribution.sample(self.rng), None, False
-            value = proposal.sample(self.rng)
+                return (distribution.sample(self.rng) if kept is _MISSING else kept), None, False
+            value = proposal.sample(self.rng) if kept is _MISSING else kept
             self.network.observe_value(self._state, value)
         log_q = proposal.log_prob(value)
         return value, float(np.sum(log_q)), False

@@ -22,6 +22,13 @@ with everything else as in :class:`~.smc.SequentialMonteCarlo`:
   tempering from the prior cannot. As β grows, (w' / w)^β sharpens and these moves stop being
   accepted while each still costs a network pass and a simulator run, so after a round that
   accepted fewer than ``min_independence_acceptance`` of them the run leaves them out.
+* with ``stratify`` (a decay channel), the network also redraws everything after that choice,
+  the choice and every value before it kept (:func:`regeneration_move`): an independence move
+  within the particle's channel, accepted with the same probability. A richer channel that
+  the stratified resampling keeps alive holds few particles, often copies of one badly placed
+  ancestor that differential-evolution steps between them cannot refine; the network places
+  its particles afresh, given the channel, where the plain independence move would have to
+  draw that channel first. It stops as the independence move does, on its own acceptance.
 * the simulator's own moves (``model_moves``) run in the last round only, where no move is
   scored: before it, each accepted one would cost a network pass besides its simulator run;
   its jumps between discrete structures run in every round, where the tempered likelihood
@@ -49,7 +56,11 @@ from ..executors import Executor
 from ..posterior import Posterior
 from ..simulator import Simulator, SimulatorSpec
 from .ic import ICController, NetworkEngine
-from .smc import SequentialMonteCarlo, independence_move
+from .smc import MoveContext, Particle, SequentialMonteCarlo, independence_move, network_move
+
+# The moves that draw from the network: each costs a network pass and a simulator run, so each
+# stops after a round that accepts too few.
+NETWORK_MOVES = ("independence", "regeneration")
 
 
 class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
@@ -61,10 +72,11 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
         The proposal network, as for inference compilation (:class:`~.ic.NetworkEngine`).
     independence_probability:
         Chance per sweep of a move to a fresh trace from the network (an independence
-        Metropolis move, accepted with probability min(1, (w' / w)^β)).
+        Metropolis move, accepted with probability min(1, (w' / w)^β)), and, with
+        ``stratify``, of one that redraws only what follows that choice.
     min_independence_acceptance:
-        The independence moves stop for the rest of the run after a round that accepted
-        fewer than this fraction of them (0 keeps them to the end).
+        Each of those two moves stops for the rest of the run after a round that accepted
+        fewer than this fraction of it (0 keeps them to the end).
     model_moves:
         As for :class:`~.smc.SequentialMonteCarlo`, but ``"jumps"`` by default: before the
         last round every accepted move is also scored under the network, and the simulator's
@@ -115,17 +127,17 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
             yield ICController(rng, observations, self.network)
 
     def kernels(self) -> tuple[tuple[str, Callable[..., Any]], ...]:
-        return super().kernels() + (("independence", independence_move),)
+        return super().kernels() + (("independence", independence_move),
+                                    ("regeneration", regeneration_move))
 
     def retired_kernels(self, rounds: list[dict], beta: float) -> frozenset[str]:
-        retired = super().retired_kernels(rounds, beta)
-        if any(r["tried_independence"] and r["acceptance_independence"]
-               < self.min_independence_acceptance for r in rounds):
-            return retired | {"independence"}
-        return retired
+        return super().retired_kernels(rounds, beta) | {
+            kind for kind in NETWORK_MOVES
+            if any(r[f"tried_{kind}"] and r[f"acceptance_{kind}"]
+                   < self.min_independence_acceptance for r in rounds)}
 
     def scores_moves(self, beta: float, retired: frozenset[str]) -> bool:
-        return beta < 1.0 or "independence" not in retired
+        return beta < 1.0 or not retired.issuperset(NETWORK_MOVES)
 
     def _run(self, simulator: Simulator | SimulatorSpec, observations: dict, num_traces: int,
              seed: int, executor: Executor, progress: bool | None) -> Posterior:
@@ -157,3 +169,18 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
                   f"certainty about {self.stratify} is in doubt; more particles (num_traces) "
                   f"find it in some runs")
         return summary
+
+
+def regeneration_move(context: MoveContext, particle: Particle) -> Any:
+    """The network's proposal for everything after the ``stratify`` choice (the decay
+    products), the choice and every value before it (the tau momentum) kept: an independence
+    Metropolis move within the particle's discrete structure. A richer channel that keeps only
+    a few, badly placed particles through the stratified resampling gets fresh placements
+    drawn for its own channel, where the plain independence move draws the channel too and
+    rarely draws that one. The kept values' network densities are the same in both traces,
+    so the ratio is that of the plain independence move, w(x')^β / w(x)^β."""
+    through = context.engine.stratify
+    if through is None:
+        return None
+    return network_move(context, particle,
+                        lambda guide: guide.keeping(particle.values, through))

@@ -917,12 +917,21 @@ def independence_move(context: MoveContext, particle: Particle) -> Any:
     = q(x) w(x)^β with w = p L / q; proposing x' ~ q whatever x is, the Metropolis–Hastings
     ratio is π_β(x') q(x) / (π_β(x) q(x')) = w(x')^β / w(x)^β, the importance weights raised
     to β (Tierney 1994; at β = 1 the classic independence sampler)."""
+    return network_move(context, particle, lambda guide: contextlib.nullcontext())
+
+
+def network_move(context: MoveContext, particle: Particle,
+                 drawing: Callable[[Any], contextlib.AbstractContextManager]) -> Any:
+    """An independence Metropolis move to a trace the guide draws inside ``drawing(guide)``
+    (which may fix some of its values; their densities must be the same in both traces),
+    tried with ``independence_probability``."""
     if context.guide is None:
         return None
     rng = context.rng
     if rng.random() >= context.engine.independence_probability:
         return None
-    trace = run_trace(context.simulator, context.guide, context.engine.retries)
+    with drawing(context.guide):
+        trace = run_trace(context.simulator, context.guide, context.engine.retries)
     proposed = Particle(trace, drawn_log_start_ratio(trace))
     log_alpha = context.beta * (proposed.log_increment - particle.log_increment)
     _offer(context, log_alpha, trace)
