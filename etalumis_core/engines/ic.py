@@ -29,8 +29,8 @@ from ..posterior import Posterior
 from ..simulator import Simulator, SimulatorSpec, simulator_name
 from ..trace import SAMPLE, Trace
 from .importance import ImportanceSampling
+from .mh import _MISSING
 
-_MISSING = object()
 _loaded: dict[tuple[str, float], Any] = {}   # per process: network files already read
 PACKAGE_SCHEME = "pkg://"
 
