@@ -28,8 +28,9 @@ def effective_size(posterior, key):
 
 def smc_log_evidence_stderr(posterior):
     """Each round's incremental weights keep ESS = ess_fraction × N, and the variance of the
-    log of their mean is about (N / ESS − 1) / N; the rounds add up."""
-    n = posterior.num_traces
+    log of their mean is about (N / ESS − 1) / N; the rounds add up. N counts the particles,
+    not the traces the posterior recycled from them."""
+    n = len(posterior.metadata["genealogy"]["groups"])
     fraction = posterior.metadata["options"]["ess_fraction"]
     return math.sqrt(posterior.metadata["rounds"] * (1 / fraction - 1) / n)
 
@@ -277,7 +278,8 @@ def test_smc_recycles_the_last_sweeps_proposals():
     and the trace it was proposed from, weighted by the rest: a jump from k = 0 to k = 1 is
     accepted with probability 0.25, so particles that all sit at k = 0 still give k = 1 a
     share, where their own count says 0 or 1/20 at random. Over 50 runs of 20 particles the
-    estimate of p(k = 1) = 0.2 spreads 0.038 recycled, 0.095 from the particles alone."""
+    estimate of p(k = 1) = 0.2 spreads 0.038 recycled, 0.095 from the particles alone, and
+    0.018 with every sweep of the last round recycled."""
     def share(recycle, seed):
         post = et.infer(TwinsWithAJump(), engine="smc", num_traces=20, seed=seed,
                         recycle=recycle, progress=False)
@@ -286,16 +288,21 @@ def test_smc_recycles_the_last_sweeps_proposals():
     seeds = 50
     plain = [share(False, seed) for seed in range(seeds)]
     recycled = [share(True, seed) for seed in range(seeds)]
+    whole_round = [share("round", seed) for seed in range(seeds)]
     assert all(post.num_traces == 20 and np.all(post.log_weights == 0) for _, post in plain)
-    post = recycled[0][1]
-    particles = np.asarray(post.metadata["genealogy"]["particles"])
-    assert post.num_traces > 20 and sorted(set(particles)) == list(range(20))
-    assert np.allclose(np.bincount(particles, weights=post.weights), 1 / 20)   # one particle each
-    assert post.engine_summary["ess_kind"].startswith("smc genealogy")
-    plain, recycled = (np.array([s for s, _ in runs]) for runs in (plain, recycled))
-    for label, shares in (("particles", plain), ("recycled", recycled)):   # both exact
+    for post in (recycled[0][1], whole_round[0][1]):
+        particles = np.asarray(post.metadata["genealogy"]["particles"])
+        assert post.num_traces > 20 and sorted(set(particles)) == list(range(20))
+        assert np.allclose(np.bincount(particles, weights=post.weights), 1 / 20)   # one each
+        assert post.engine_summary["ess_kind"].startswith("smc genealogy")
+    assert whole_round[0][1].num_traces > 2 * recycled[0][1].num_traces
+    plain, recycled, whole_round = (np.array([s for s, _ in runs])
+                                    for runs in (plain, recycled, whole_round))
+    for label, shares in (("particles", plain), ("recycled", recycled),
+                          ("whole round", whole_round)):   # all exact
         within(float(shares.mean()), 0.2, shares.std() / math.sqrt(seeds), label)
     assert recycled.std() < 0.6 * plain.std(), (recycled.std(), plain.std())
+    assert whole_round.std() < 0.75 * recycled.std(), (whole_round.std(), recycled.std())
 
 
 def test_smc_recycles_a_proposal_however_unlikely_its_acceptance():
@@ -330,6 +337,8 @@ def test_smc_reports_its_rounds_and_rejects_bad_options(gaussian_obs):
         et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", ess_fraction=1.5)
     with pytest.raises(ValueError, match="at least 2 particles"):
         et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", num_traces=1)
+    with pytest.raises(ValueError, match="recycle must be true, false or 'round'"):
+        et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", recycle="all")
     # So few particles that no number of sweeps could bring their correlation with the
     # round's start under the threshold: each round still sweeps its `moves`.
     few = et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", num_traces=4,

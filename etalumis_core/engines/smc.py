@@ -44,7 +44,9 @@ weight α and the trace it was proposed from with weight 1 − α, each particle
 together weighing as much as one particle. An explanation that a move reaches but that holds
 no particle (a rarer decay channel that the calorimeter cannot tell from the one the
 particles sit in) gets the probability the moves give it, where the particles alone would
-give it 0 or 1/N at random.
+give it 0 or 1/N at random. With ``recycle="round"`` every sweep of the last round leaves
+its traces so, each sweep weighing alike: all of them start from the posterior, so each has
+the right mean, and their average spreads less than the last sweep's alone.
 
 With ``stratify`` naming a discrete choice (a decay channel), the resampling before the last
 round reserves a share of the population for each of its values that the start population
@@ -202,7 +204,8 @@ class SequentialMonteCarlo(Engine):
     recycle:
         Keep the last sweep's proposals in the posterior, each weighted by its acceptance
         probability and the trace it was proposed from by the rest (see the module's
-        docstring); false: the final particles alone, equally weighted.
+        docstring); ``"round"``: those of every sweep of the last round, each sweep weighing
+        alike; false: the final particles alone, equally weighted.
     """
 
     name = "smc"
@@ -211,7 +214,7 @@ class SequentialMonteCarlo(Engine):
                  decorrelation: float = 0.25, redraw_probability: float = 0.25,
                  jump_probability: float = 0.1, model_moves: bool | str = True,
                  max_rounds: int = 1000, chunk_size: int = 16, stratify: str | None = None,
-                 stratum_share: float = 0.5, recycle: bool = True, retries: int = 3,
+                 stratum_share: float = 0.5, recycle: bool | str = True, retries: int = 3,
                  max_value_size: int = 4096) -> None:
         if not 0.0 < ess_fraction < 1.0:
             raise ValueError(f"ess_fraction must lie in (0, 1), got {ess_fraction!r}")
@@ -242,8 +245,8 @@ class SequentialMonteCarlo(Engine):
             raise ValueError(f"stratify must name a discrete choice (or be null), got {stratify!r}")
         self.stratify = stratify
         self.stratum_share = float(stratum_share)
-        if not isinstance(recycle, bool):
-            raise ValueError(f"recycle must be true or false, got {recycle!r}")
+        if recycle not in (True, False, "round"):
+            raise ValueError(f"recycle must be true, false or 'round', got {recycle!r}")
         self.recycle = recycle
         self.retries = int(retries)
         self.max_value_size = int(max_value_size)
@@ -326,7 +329,7 @@ class SequentialMonteCarlo(Engine):
                 final = beta == 1.0
                 start, pool = particles, _pool(particles)
                 accepted, tried = np.zeros(len(kinds)), np.zeros(len(kinds))
-                sweeps, correlation = 0, 1.0
+                sweeps, correlation, batches = 0, 1.0, []
                 retired = self.retired_kernels(rounds, beta)
                 # Sweep in batches until the particles no longer remember where the round
                 # started (copies of one ancestor have gone their own ways), or the bound;
@@ -340,6 +343,7 @@ class SequentialMonteCarlo(Engine):
                     parts = executor.map(_move_chunk, work, simulator, bar,
                                          weights=[n * batch for _, n in chunks])
                     particles = [p for part in parts for p in part.particles]
+                    batches.append(parts)
                     unknown = _count_unknown(parts, unknown)
                     accepted += np.sum([part.accepted for part in parts], axis=0)
                     tried += np.sum([part.tried for part in parts], axis=0)
@@ -364,10 +368,12 @@ class SequentialMonteCarlo(Engine):
                 bar.show(beta=beta, round=len(rounds), sweeps=sweeps,
                          accept=float(accepted.sum() / max(tried.sum(), 1)))
                 if final:
-                    posterior = Posterior.concat([part.posterior for part in parts])
+                    kept = batches if self.recycle == "round" else batches[-1:]
+                    posterior = Posterior.concat([part.posterior for parts in kept
+                                                  for part in parts])
                     recycled_from = np.concatenate(
                         [first + np.asarray(part.recycled_from, dtype=np.int64)
-                         for (first, _), part in zip(chunks, parts)])
+                         for parts in kept for (first, _), part in zip(chunks, parts)])
                     break
         final_log_lik = np.array([p.log_likelihood for p in particles])
         posterior.metadata = {
@@ -658,7 +664,8 @@ def _move_chunk(simulator: Simulator, item: MoveBatch, report: Callable[[int], N
             trace, recycled = None, None
             for sweep in range(item.sweeps):
                 stepped = False
-                if builder is not None and engine.recycle and sweep == item.sweeps - 1:
+                if builder is not None and recycled is None and (
+                        engine.recycle == "round" or engine.recycle and sweep == item.sweeps - 1):
                     if trace is None:
                         trace = _run(context, particle)[0]
                     recycled = _Recycled()
@@ -687,8 +694,10 @@ def _move_chunk(simulator: Simulator, item: MoveBatch, report: Callable[[int], N
             if builder is not None:
                 if trace is None:   # no move accepted this batch: run the particle's values again
                     trace = _run(context, particle)[0]
+                # Each batch of the last round weighs as many sweeps as it ran.
+                log_sweeps = math.log(item.sweeps) if engine.recycle == "round" else 0.0
                 for kept, log_weight in (recycled or _Recycled(trace)).weighted():
-                    builder.add(kept, log_weight)
+                    builder.add(kept, log_weight + log_sweeps)
                     recycled_from.append(n)
             out.append(particle)
         unknown = _guide_unknown(guide)
