@@ -86,14 +86,6 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
         round they spread the population over what the data leave free. The jumps, rarely
         accepted, cost little, and reach a richer structure while the likelihood is tempered
         (``"final"`` keeps them for the last round too).
-    ess_fraction:
-        As for :class:`~.smc.SequentialMonteCarlo`, but 0.7 by default: a population as small
-        as the network allows tempers more gently, so that the particles of a richer channel
-        that the stratified resampling keeps alive are refined over more rounds before the
-        likelihood, fully weighed, decides between the channels.
-    recycle:
-        As for :class:`~.smc.SequentialMonteCarlo`, but ``"round"`` by default: every sweep of
-        the last round leaves its traces to the posterior, which a small population needs most.
     dispute_share:
         With ``stratify``: :meth:`summarize` warns where a value of that choice made by at least
         this share of the network's start proposals keeps no particle of the posterior
@@ -109,11 +101,9 @@ class NetworkGuidedSMC(NetworkEngine, SequentialMonteCarlo):
     def __init__(self, network: Any, independence_probability: float = 0.5,
                  min_independence_acceptance: float = 0.01, check_simulator: bool = True,
                  num_threads: int | None = 1, embeddings: Any = None,
-                 model_moves: bool | str = "jumps", ess_fraction: float = 0.7,
-                 recycle: bool | str = "round", dispute_share: float = 0.1,
+                 model_moves: bool | str = "jumps", dispute_share: float = 0.1,
                  **options: Any) -> None:
-        super().__init__(model_moves=model_moves, ess_fraction=ess_fraction, recycle=recycle,
-                         **options)
+        super().__init__(model_moves=model_moves, **options)
         for label, p in (("independence_probability", independence_probability),
                          ("min_independence_acceptance", min_independence_acceptance)):
             if not 0.0 <= p <= 1.0:
