@@ -48,12 +48,13 @@ pythia8: install system-deps
 
 # The proposal network that ships with the toy_tau_decay plugin (for engine=ic and ic_smc):
 # the calorimeter's axis projections and an LSTM, trained online from the simulator with seed 0
-# on one thread, so the same machine gives the same network. About 35 minutes on one core; a
-# killed run resumes from its checkpoint in build/tau_network. The result replaces the files in
-# the plugin's network/ folder (network.pt, its training config, log, loss plot and summary).
+# on one thread, so the same machine gives the same network. About 90 minutes on two cores (the
+# trainer and one simulator worker); a killed run resumes from its checkpoint in
+# build/tau_network. The result replaces the files in the plugin's network/ folder (network.pt,
+# its training config, log, loss plot and summary).
 TAU_NETWORK := plugins/toy_tau_decay/etalumis_toy_tau_decay/network
 TAU_NETWORK_TRAINING := simulator=toy_tau_decay proposal=calorimeter_projections seed=0 \
-	num_traces=600000 batch_size=64 network_dtype=float16 proposal.network.embedding_dim=128 \
+	num_traces=1800000 batch_size=64 network_dtype=float16 proposal.network.embedding_dim=128 \
 	proposal.network.lstm_dim=128 proposal.network.address_embedding_dim=16 \
 	proposal.network.head_hidden_dim=32 proposal.network.mixture_components=5 \
 	trainer.params.num_threads=1 trainer.params.data_workers=1 trainer.params.lr_decay_power=1.0 \
