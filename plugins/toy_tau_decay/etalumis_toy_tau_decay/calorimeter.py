@@ -197,6 +197,40 @@ class Calorimeter:
                     rates += share
         return rates / self.quantum
 
+    def expected_map(self, p4: np.ndarray, pdg: int) -> np.ndarray:
+        """The mean deposit counts summed over depth, (n, nx, ny), of n particles of one kind
+        (four-momenta ``p4``, (n, 4)): each shower's (x, y) marginal with its tilt's spread
+        along the particle's azimuth, the small x-y correlation neglected as in
+        :meth:`expected_deposits`. A coarse view of :meth:`expected_counts`, cheap enough to
+        score hundreds of candidate particles at once."""
+        p4 = np.atleast_2d(np.asarray(p4, dtype=float))
+        nx, ny, _ = self.bins
+        out = np.zeros((len(p4), nx, ny))
+        t = self.shower_type(pdg)
+        p = np.linalg.norm(p4[:, 1:], axis=1)
+        reach = (p > 0.0) & (p4[:, 3] > 0.0)
+        if t is None or not reach.any():
+            return out
+        q, e = p4[reach, 1:], p4[reach, 0]
+        pt = np.hypot(q[:, 0], q[:, 1])
+        cos_t, sin_t = q[:, 2] / p[reach], pt / p[reach]
+        safe = np.where(pt > 0.0, pt, 1.0)
+        cos_p = np.where(pt > 0.0, q[:, 0] / safe, 1.0)
+        sin_p = np.where(pt > 0.0, q[:, 1] / safe, 0.0)
+        sx, sy, sz = self._sigma[t.name] ** 2
+        depth = self.z_front / cos_t + 5.0 * math.sqrt(sz)
+        tilted = cos_t * cos_t * sx + sin_t * sin_t * sz
+        spread_x = np.sqrt(cos_p * cos_p * tilted + sin_p * sin_p * sy)
+        spread_y = np.sqrt(sin_p * sin_p * tilted + cos_p * cos_p * sy)
+        ex, ey, _ = self._edges
+        share_x = np.diff(special.ndtr((ex[None, :] - (depth * sin_t * cos_p)[:, None])
+                                       / spread_x[:, None]), axis=1)
+        share_y = np.diff(special.ndtr((ey[None, :] - (depth * sin_t * sin_p)[:, None])
+                                       / spread_y[:, None]), axis=1)
+        rate = e * t.sampling_fraction / self.quantum
+        out[reach] = rate[:, None, None] * share_x[:, :, None] * share_y[:, None, :]
+        return out
+
     def bin(self, points: np.ndarray) -> np.ndarray:
         """Sum deposits of one quantum each into the grid; points outside are dropped."""
         nx, ny, nz = self.bins

@@ -198,7 +198,8 @@ class TauDecaySimulator(PythonSimulator):
         self.channel_probs = physics.CHANNEL_PROBS.tolist()
         self._sampler = PPLSampler()
         self._moves = TauMomentumMoves(self.resonances).moves()
-        look_alike, split = ChannelJumps(self.resonances), SplitMerge(self.resonances)
+        look_alike = ChannelJumps(self.resonances)
+        self._split = split = SplitMerge(self.resonances, self.calorimeter, self.background)
         self._jumps = (ChannelJump(((look_alike.swap, look_alike.swaps),
                                     (look_alike.relabel, look_alike.relabels),
                                     (split, split.neighbours))),)
@@ -246,6 +247,7 @@ class TauDecaySimulator(PythonSimulator):
         for key in TAG_NAMES[:-1]:
             tag(summary[key], key)
         counts = observe(exact_calorimeter_likelihood(rates, self.background), name="calorimeter")
+        self._split.observe(counts)   # where its jumps place a new π⁰'s photons
         if counts is not None:   # None where the engine does not say (served over PPX)
             summary["e_calorimeter"] = float(np.sum(counts)) * self.calorimeter.quantum
             tag(summary["e_calorimeter"], "e_calorimeter")

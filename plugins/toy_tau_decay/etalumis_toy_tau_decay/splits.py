@@ -18,9 +18,10 @@ massless (as the pion–kaon swap does). In V's rest frame the split particle's 
 shared out, k → (k − Σu, u…), the new momenta u drawn near one of a π⁰'s photons or near a
 third of a π⁻'s momentum (before the next step, so the draw and its density are simple); then
 every particle's momentum is scaled by the λ that makes the energies add up to m′ (the recoil,
-unique: the sum grows with λ). A merge adds the group's momenta and scales to the new mass;
-the π⁰ that keeps its photons' angles is the first of the pair, the second's are drawn from
-their prior by the split. A swap keeps what the calorimeter sees: each of the new channel's
+unique: the sum grows with λ). A merge adds the group's momenta and scales to the new mass.
+The photons of the π⁰ a jump makes (a split's two, a merge's one) get decay angles drawn
+where the observed deposits are that the rest of the trace leaves unexplained
+(:mod:`.placing`); the angles of the π⁰ it unmakes are what its reverse would draw. A swap keeps what the calorimeter sees: each of the new channel's
 hadrons takes the lab energy and direction of an old one, in an order drawn uniformly (among
 all orders, so the reverse draws the inverse order as likely), the π⁰ keep their momenta and
 their photons' angles, and the tau turns as in the pion–kaon swap (:mod:`.jumps`). Traces
@@ -44,8 +45,8 @@ split ones, before the recoil, as σ ω′: with u measured in units of ρ the s
 homogeneous in ρ, which gives dΦ_few d^A u / dΦ_many = |S| F′ ∏′ 2E′ / (F ∏ 2E λ^(D′−1)),
 |S| = σ / ρ, F = Σ |q_i|² / E_i / ρ (the energy sum's derivative along ρ), D′ = 3 (n′ − 1)
 the dimension of the many's momenta summing to zero. The jump's log-ratio is the log of
-D′ ∏ L′ / (D ∏ L) times these, minus the log density of the drawn momenta and photon angles
-(a charged split's two π⁻ are alike, so its density is the mean over which one was drawn),
+D′ ∏ L′ / (D ∏ L) times these, minus the log density of the drawn momenta and photon angles,
+plus that of the angles the reverse would draw (a charged split's two π⁻ are alike, so its density is the mean over which one was drawn),
 plus the log-ratio of the two channels' numbers of neighbours. A swap draws nothing; at fixed
 energy and direction d³p′ / d³p = |p′| / |p| for each hadron, and the tau's 1 / |V| gives
 |V| / |V′|. The tests check the map's Jacobian against finite differences, that each jump's
@@ -66,11 +67,12 @@ from . import physics
 from .decay import (ReplaySampler, _bw_cdf, _resonance_mass_weight, boost, decay_tau,
                     phase_space_bound, resonance_bound, two_body_momentum)
 from .jumps import _Resonance, _reweigh, _turn_tau
-from .moves import CHANNEL, PX, PY, PZ, _angle_keys, _angles, _direction, _four
+from .calorimeter import Calorimeter
+from .moves import CHANNEL, PX, PY, PZ, _angle_keys, _angles, _four
+from .placing import PhotonPlacer, photons
 from .physics import CHANNELS, PI0, PIM, PIP, TAU_MASS
 
 PI0_DECAY = "pi0_decay"
-PI0_MASS = float(physics.mass(PI0))
 # The new π⁰'s momentum: a Gaussian about one of the old π⁰'s photons, this share of the
 # photon's momentum wide plus a floor (GeV).
 SPREAD, FLOOR = 0.15, 0.02
@@ -282,14 +284,6 @@ def _genbod_draws(parent: np.ndarray, parent_mass: float, particles: np.ndarray,
     return out
 
 
-def _photons(pi0: np.ndarray, cos_theta: float, phi: float) -> np.ndarray:
-    """A π⁰'s two photons (lab) from its decay angles, as :func:`decay.two_body_decay`."""
-    n = _direction(cos_theta, phi)
-    half = 0.5 * PI0_MASS
-    rest = np.array([[half, *(half * n)], [half, *(-half * n)]])
-    return boost(rest, pi0, PI0_MASS)
-
-
 def _log_near_photons(k2: np.ndarray, photons: np.ndarray) -> float:
     """log density of the new π⁰'s 3-momentum (before the recoil, in the visible system's rest
     frame): Gaussians about either of the old π⁰'s ``photons`` (3-momenta there), equally."""
@@ -321,10 +315,22 @@ def _log_charged(plus: np.ndarray, first: np.ndarray, second: np.ndarray,
 class SplitMerge:
     """The jump, for :meth:`TauDecaySimulator.jumps`."""
 
-    def __init__(self, resonances: bool = True) -> None:
+    def __init__(self, resonances: bool = True, calorimeter: Calorimeter | None = None,
+                 background: float = 1e-4) -> None:
         self.resonances = bool(resonances)
         self.neighbours = neighbours(self.resonances)
         self.layouts = {i: _Layout(i, self.resonances) for i in self.neighbours}
+        self.placer = PhotonPlacer(Calorimeter() if calorimeter is None else calorimeter,
+                                   background)
+        self.observed: np.ndarray | None = None
+        self._counts: Any = None
+
+    def observe(self, counts: np.ndarray | None) -> None:
+        """The event's observed deposit counts, where the π⁰'s photons are placed (None: the
+        photon angles are drawn from their prior)."""
+        if counts is not self._counts:   # the engine passes the same array on every run
+            self._counts = counts
+            self.observed = None if counts is None else self.placer.project(counts)
 
     def __call__(self, values: Mapping[str, Any], rng: np.random.Generator) -> Any:
         """Values of a neighbouring channel's trace and the log-ratio, or None where the
@@ -350,11 +356,9 @@ class SplitMerge:
             system = primaries[:-1].sum(axis=0)
             to_rest = lambda p4: boost(p4, _reverse(system), _mass(system))[:, 1:]  # noqa: E731
             if kind == "pi0":
-                photon = to_rest(_photons(primaries[j], *pi0[j]))[int(rng.integers(2))]
+                photon = to_rest(photons(primaries[j], *pi0[j])[0])[int(rng.integers(2))]
                 spread = SPREAD * float(np.linalg.norm(photon)) + FLOOR
                 choice["momentum"] = list(photon + spread * rng.normal(size=3))
-                choice["angles"] = (float(rng.uniform(-1.0, 1.0)),
-                                    float(rng.uniform(0.0, 2.0 * math.pi)))
             else:
                 k = to_rest(primaries[j])[0]
                 choice["momentum"] = list((SHARE * k + SHARE_WIDTH * rng.normal(size=(2, 3)))
@@ -441,18 +445,24 @@ class SplitMerge:
         few_primaries = primaries if split else new_primaries
         stretch = scale if split else 1.0 / scale
         unscaled = many_rest / stretch
+        # The π⁰ the new channel shares with the old keep their photons' angles.
+        angles = {i: pi0[k] for i, k in source.items() if k in pi0}
         if kind == "pi0":
-            angles = {a: pi0[j], b: tuple(choice["angles"])} if split else {j: pi0[a]}
+            old_other = {i: v for i, v in pi0.items() if i not in ({j} if split else {a, b})}
+            few_other, many_other = (old_other, angles) if split else (angles, old_other)
+            many_primaries = new_primaries if split else primaries
+            channels = ((layout.channel, new_layout.channel) if split
+                        else (new_layout.channel, layout.channel))
+            placed, log_placed = self._place((few_primaries, many_primaries),
+                                             (few_other, many_other), channels, (j, a, b),
+                                             split, pi0, choice.get("angles"), rng)
+            angles.update(placed)
             few_system, few_mass = (system, m_v) if split else (new_system, m_new)
-            photons = boost(_photons(few_primaries[j], *(pi0[j] if split else pi0[a])),
-                            _reverse(few_system), few_mass)[:, 1:]
-            log_aux = _log_near_photons(unscaled[b], photons) - math.log(4.0 * math.pi)
+            near = boost(photons(few_primaries[j], *(pi0[j] if split else placed[j]))[0],
+                         _reverse(few_system), few_mass)[:, 1:]
+            log_aux = _log_near_photons(unscaled[b], near) + log_placed
         else:
-            angles = {}
             log_aux = _log_charged(*unscaled[group][[1, 0, 2]], few_rest[j])
-        for i in range(len(shares)):
-            if i not in angles and source.get(i) in pi0:
-                angles[i] = pi0[source[i]]
         log_phase = _log_phase(few_rest, few_masses[:-1], many_rest, many_masses[:-1], stretch)
         out = _new_values(new_layout, new_tau, new_primaries,
                           (places + list(choice["fresh"]))[:new_layout.loops], angles, rng)
@@ -468,11 +478,57 @@ class SplitMerge:
         reverse = {"new": old, "pair": choice["pair"], "single": choice["single"],
                    "plus": choice.get("plus"), "mass": -float(choice["mass"]),
                    "fresh": places[new_layout.loops:]}
+        if kind == "pi0":
+            reverse["angles"] = pi0[j] if split else (*pi0[a], *pi0[b])
         if not split:
             reverse["momentum"] = list(unscaled[group[1:]].ravel())
-            if kind == "pi0":
-                reverse["angles"] = pi0[b]
         return out, log_ratio, log_map, reverse
+
+    def _place(self, primaries: tuple[np.ndarray, np.ndarray],
+               others: tuple[Mapping[int, tuple], Mapping[int, tuple]],
+               channels: tuple[physics.Channel, physics.Channel], spots: tuple[int, int, int],
+               split: bool, pi0: Mapping[int, tuple], given: Sequence[float] | None,
+               rng: np.random.Generator) -> tuple[dict[int, tuple], float]:
+        """The photons' angles of the new π⁰ (a split's two at places a and b among the many's
+        primaries, a merge's one at j among the few's), drawn by the placer unless ``given``,
+        and the log of the split's density of the pair's angles over the merge's of the
+        single's (the pair's angles are drawn in turn, the second against the first's
+        photons too). ``primaries``, ``others`` (the angles of every other π⁰) and
+        ``channels`` are the few's and the many's."""
+        j, a, b = spots
+        few, many = primaries
+        placer, observed = self.placer, self.observed
+        rest_few = rest_many = rest_second = None
+        if observed is not None:
+            rest_few, rest_many = (
+                placer.rest([(pdg, p4) for pdg, p4 in zip(c.daughters[:-1], p) if pdg != PI0],
+                            [(p[i], v) for i, v in other.items()])
+                for p, other, c in zip(primaries, others, channels))
+
+        def second(first: tuple) -> np.ndarray | None:
+            return None if observed is None else rest_many + placer.shower(many[a], first)
+        if split:
+            single = pi0[j]
+            if given is None:
+                first, log_first = placer.draw(many[a], rest_many, observed, rng)
+                pair, log_pair = placer.draw(many[b], second(first), observed, rng)
+            else:
+                first, pair = tuple(given[:2]), tuple(given[2:])
+                log_first = placer.log_density(first, many[a], rest_many, observed)
+                log_pair = placer.log_density(pair, many[b], second(first), observed)
+            log_single = placer.log_density(single, few[j], rest_few, observed)
+            placed = {a: first, b: pair}
+        else:
+            first, pair = pi0[a], pi0[b]
+            if given is None:
+                single, log_single = placer.draw(few[j], rest_few, observed, rng)
+            else:
+                single = tuple(given)
+                log_single = placer.log_density(single, few[j], rest_few, observed)
+            log_first = placer.log_density(first, many[a], rest_many, observed)
+            log_pair = placer.log_density(pair, many[b], second(first), observed)
+            placed = {j: single}
+        return placed, log_first + log_pair - log_single
 
     def _swap(self, values: Mapping[str, Any], choice: Mapping[str, Any],
               rng: np.random.Generator, read: tuple) -> tuple | None:

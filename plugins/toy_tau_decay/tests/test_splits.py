@@ -23,6 +23,17 @@ from etalumis_toy_tau_decay.splits import SplitMerge, _places, neighbours
 JUMP = SplitMerge()
 
 
+def placed_jump():
+    """The jump with an event's deposits observed: it draws a new π⁰'s photon angles where
+    these deposits are (see :mod:`.placing`)."""
+    jump = SplitMerge()
+    jump.observe(et.simulate(TauDecaySimulator(), seed=3).result["calorimeter"])
+    return jump
+
+
+PLACED = placed_jump()
+
+
 def prior_draw(rng, channels, probs):
     p = rng.uniform([-3, -3, 43], [3, 3, 47])
     channel = int(rng.choice(channels, p=probs))
@@ -77,23 +88,27 @@ def test_neighbours_differ_by_one_pi0_or_in_hadron_species_and_are_mutual():
             assert diff in pairs or kinds(c) == kinds(d)
 
 
-@pytest.mark.parametrize("channel,new", [(4, 10), (10, 4), (23, 33), (24, 34), (4, 23),
-                                         (33, 10), (11, 19), (15, 10), (12, 17), (5, 7)])
-def test_the_jump_keeps_the_visible_momentum_and_undoes_itself(channel, new):
+@pytest.mark.parametrize("channel,new,jump", [
+    (4, 10, JUMP), (10, 4, JUMP), (23, 33, JUMP), (24, 34, JUMP), (4, 23, JUMP),
+    (33, 10, JUMP), (11, 19, JUMP), (15, 10, JUMP), (12, 17, JUMP), (5, 7, JUMP),
+    (4, 10, PLACED), (24, 10, PLACED), (23, 33, PLACED)])
+def test_the_jump_keeps_the_visible_momentum_and_undoes_itself(channel, new, jump):
     """A jump that the jump draws, and the choice that undoes it (the same places, the
-    opposite mass step, the dropped loops' places, and what a merge took apart)."""
+    opposite mass step, the dropped loops' places, and what a merge took apart: a merge's
+    photon angles are the split's, a split's the merged π⁰'s), also with the photons placed
+    where an event's deposits are."""
     sim = TauDecaySimulator()
     rng = np.random.default_rng(channel)
     done = None
     while done is None or done[0][CHANNEL] != new:
         values = prior_draw(rng, [channel], [1.0])
         drawn = {}
-        apply = JUMP.apply
-        JUMP.apply = lambda v, choice, r, **kw: drawn.setdefault("done", apply(v, choice, r, **kw))
+        apply = jump.apply
+        jump.apply = lambda v, choice, r, **kw: drawn.setdefault("done", apply(v, choice, r, **kw))
         try:
-            JUMP(values, rng)
+            jump(values, rng)
         finally:
-            JUMP.apply = apply
+            jump.apply = apply
         done = drawn.get("done")
     new_values, log_ratio, _, reverse = done
     before, after = primaries(values), primaries(new_values)
@@ -113,7 +128,7 @@ def test_the_jump_keeps_the_visible_momentum_and_undoes_itself(channel, new):
     if all(abs(new_values[k]) <= 3 for k in (PX, PY)) and 43 <= new_values[PZ] <= 47:
         assert all(v.reused for v in replayed.variables if v.kind == "sample" and v.control)
         assert set(_controlled_values(replayed)) == set(new_values)
-    values_back, log_back, _, _ = JUMP.apply(new_values, reverse, np.random.default_rng(1))
+    values_back, log_back, _, _ = jump.apply(new_values, reverse, np.random.default_rng(1))
     assert set(values_back) == set(values)
     for key, value in values.items():
         if "_genbod_mass__" not in key:   # drawn in a random order
@@ -149,14 +164,15 @@ def test_the_jacobian_is_the_determinant_of_the_map(channel, new, log_det):
         if JUMP._read(values) is None:
             continue   # a loop tried more than once: the jump leaves it
         choice["momentum"] = list(rng.normal(0.0, 0.1, {"pi0": 3, "charged": 6}.get(kind, 0)))
-        choice["angles"] = (0.2, 1.0)
+        choice["angles"] = (0.2, 1.0, -0.3, 2.0)
         if JUMP.apply(values, choice, np.random.default_rng(0)) is not None:
             break
     old_keys = sorted(k for k in values if k != CHANNEL)
     new_values = JUMP.apply(values, choice, np.random.default_rng(0))[0]
     new_keys = sorted(k for k in new_values if k != CHANNEL)
     drawn = len(choice["momentum"])
-    angles = 2 if kind == "pi0" else 0
+    angles = 4 if kind == "pi0" else 0
+    single = _places(channel, new)[2].get("single", [None])[choice["single"]]
 
     def mapped(x):
         given = {**values, **dict(zip(old_keys, x[:len(old_keys)]))}
@@ -164,9 +180,11 @@ def test_the_jacobian_is_the_determinant_of_the_map(channel, new, log_det):
         aux = {**choice, "momentum": rest[:drawn], "angles": tuple(rest[drawn:drawn + angles]),
                "mass": rest[drawn + angles], "fresh": rest[drawn + angles + 1:]}
         out, _, log_map, _ = JUMP.apply(given, aux, np.random.default_rng(0))
-        # What the reverse would draw: its mass step, the places of the loops the new channel
-        # lacks.
-        reverse = [-aux["mass"]] + JUMP._read(given)[2][JUMP.layouts[new].loops:]
+        # What the reverse would draw: its mass step, the merged π⁰'s photon angles, the
+        # places of the loops the new channel lacks.
+        read = JUMP._read(given)
+        reverse = ([-aux["mass"]] + list(read[3][single] if angles else ())
+                   + read[2][JUMP.layouts[new].loops:])
         return np.array([out[k] for k in new_keys] + reverse), log_map
 
     x0 = np.array([values[k] for k in old_keys] + choice["momentum"]
