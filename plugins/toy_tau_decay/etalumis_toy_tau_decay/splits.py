@@ -326,11 +326,12 @@ class SplitMerge:
         self._counts: Any = None
 
     def observe(self, counts: np.ndarray | None) -> None:
-        """The event's observed deposit counts, where the π⁰'s photons are placed (None: the
-        photon angles are drawn from their prior)."""
+        """The event's observed deposit counts, where the π⁰'s photons are placed (None, or
+        counts not on the calorimeter's grid: the photon angles are drawn from their prior)."""
         if counts is not self._counts:   # the engine passes the same array on every run
             self._counts = counts
-            self.observed = None if counts is None else self.placer.project(counts)
+            on_grid = np.shape(counts) == self.placer.calorimeter.bins
+            self.observed = self.placer.project(counts) if on_grid else None
 
     def __call__(self, values: Mapping[str, Any], rng: np.random.Generator) -> Any:
         """Values of a neighbouring channel's trace and the log-ratio, or None where the

@@ -260,3 +260,13 @@ def test_the_jump_leaves_the_prior_invariant(channels, jump):
     for key, (low, high) in ((PX, (-3, 3)), (PY, (-3, 3)), (PZ, (43, 47))):
         sample = np.array([v[key] for v in moved])
         assert stats.kstest(sample, stats.uniform(low, high - low).cdf).pvalue > 1e-3, key
+
+
+def test_counts_off_the_calorimeter_grid_leave_the_photon_angles_to_their_prior():
+    jump = SplitMerge()
+    jump.observe(np.ones((35, 35)))
+    assert jump.observed is None
+    jump.observe(np.ones((35, 35, 20)))
+    assert jump.observed.shape == (35, 35) and jump.observed[0, 0] == 20
+    jump.observe(None)
+    assert jump.observed is None
