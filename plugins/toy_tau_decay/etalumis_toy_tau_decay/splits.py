@@ -21,7 +21,8 @@ every particle's momentum is scaled by the λ that makes the energies add up to 
 unique: the sum grows with λ). A merge adds the group's momenta and scales to the new mass.
 The photons of the π⁰ a jump makes (a split's two, a merge's one) get decay angles drawn
 where the observed deposits are that the rest of the trace leaves unexplained
-(:mod:`.placing`); the angles of the π⁰ it unmakes are what its reverse would draw. A swap keeps what the calorimeter sees: each of the new channel's
+(:mod:`.placing`); the angles of the π⁰ it unmakes are what its reverse would draw. A swap
+keeps what the calorimeter sees: each of the new channel's
 hadrons takes the lab energy and direction of an old one, in an order drawn uniformly (among
 all orders, so the reverse draws the inverse order as likely), the π⁰ keep their momenta and
 their photons' angles, and the tau turns as in the pion–kaon swap (:mod:`.jumps`). Traces
@@ -46,7 +47,8 @@ homogeneous in ρ, which gives dΦ_few d^A u / dΦ_many = |S| F′ ∏′ 2E′ 
 |S| = σ / ρ, F = Σ |q_i|² / E_i / ρ (the energy sum's derivative along ρ), D′ = 3 (n′ − 1)
 the dimension of the many's momenta summing to zero. The jump's log-ratio is the log of
 D′ ∏ L′ / (D ∏ L) times these, minus the log density of the drawn momenta and photon angles,
-plus that of the angles the reverse would draw (a charged split's two π⁻ are alike, so its density is the mean over which one was drawn),
+plus that of the angles the reverse would draw (a charged split's two π⁻ are alike, so its
+density is the mean over which one was drawn),
 plus the log-ratio of the two channels' numbers of neighbours. A swap draws nothing; at fixed
 energy and direction d³p′ / d³p = |p′| / |p| for each hadron, and the tau's 1 / |V| gives
 |V| / |V′|. The tests check the map's Jacobian against finite differences, that each jump's
