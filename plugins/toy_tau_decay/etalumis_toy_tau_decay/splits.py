@@ -63,7 +63,6 @@ from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from scipy.optimize import brentq
 
 from . import physics
 from .decay import (ReplaySampler, _bw_cdf, _resonance_mass_weight, boost, decay_tau,
@@ -75,13 +74,11 @@ from .placing import PhotonPlacer, photons
 from .physics import CHANNELS, PI0, PIM, PIP, TAU_MASS
 
 PI0_DECAY = "pi0_decay"
-# The new π⁰'s momentum: a Gaussian about one of the old π⁰'s photons, this share of the
-# photon's momentum wide plus a floor (GeV).
-SPREAD, FLOOR = 0.15, 0.02
-# A charged split's new π⁺ and π⁻: each about a third of the old π⁻'s momentum (GeV).
-SHARE, SHARE_WIDTH = 1.0 / 3.0, 0.1
-# The visible system's mass changes by a factor e^ε, ε ~ Normal(0, MASS_STEP), both ways.
-MASS_STEP = 0.2
+# The new momenta (lab): a Gaussian about one of the old π⁰'s photons for a new π⁰, about a
+# third of the old π⁻'s momentum for a charged split's π⁺ and second π⁻, SPREAD (π⁰) or
+# SHARE_SPREAD (charged) of that momentum wide along it, TILT across it, plus FLOOR (GeV).
+SPREAD, SHARE_SPREAD, TILT, FLOOR = 0.3, 0.2, 0.03, 0.02
+SHARE = 1.0 / 3.0
 
 
 def _kind(few: physics.Channel, many: physics.Channel) -> str | None:
@@ -286,32 +283,42 @@ def _genbod_draws(parent: np.ndarray, parent_mass: float, particles: np.ndarray,
     return out
 
 
+def _draw_near(centre: np.ndarray, spread: float, rng: np.random.Generator) -> np.ndarray:
+    """A 3-momentum about ``centre``: Normal, ``spread`` |centre| + FLOOR wide along it and
+    TILT |centre| + FLOOR across it (see :func:`_log_near`)."""
+    size = float(np.linalg.norm(centre))
+    along, across = spread * size + FLOOR, TILT * size + FLOOR
+    axis = centre / size
+    z = rng.normal(size=3)
+    return centre + across * z + (along - across) * float(z @ axis) * axis
+
+
+def _log_near(u: np.ndarray, centre: np.ndarray, spread: float) -> float:
+    """log density of :func:`_draw_near`'s draw ``u`` about ``centre``."""
+    size = float(np.linalg.norm(centre))
+    along, across = spread * size + FLOOR, TILT * size + FLOOR
+    d = u - centre
+    d_along = float(d @ centre) / size
+    d_across2 = max(float(d @ d) - d_along * d_along, 0.0)
+    return (-0.5 * d_along * d_along / (along * along) - 0.5 * d_across2 / (across * across)
+            - math.log(along) - 2.0 * math.log(across) - 1.5 * math.log(2.0 * math.pi))
+
+
 def _log_near_photons(k2: np.ndarray, photons: np.ndarray) -> float:
-    """log density of the new π⁰'s 3-momentum (before the recoil, in the visible system's rest
-    frame): Gaussians about either of the old π⁰'s ``photons`` (3-momenta there), equally."""
-    terms = []
-    for photon in photons:
-        s = SPREAD * float(np.linalg.norm(photon)) + FLOOR
-        d = k2 - photon
-        terms.append(-0.5 * float(d @ d) / (s * s) - 3.0 * math.log(s)
-                     - 1.5 * math.log(2.0 * math.pi))
-    return float(np.logaddexp(*terms) - math.log(2.0))
-
-
-def _log_share(u: np.ndarray, k: np.ndarray) -> float:
-    """log density of a charged split's new momentum ``u`` (before the recoil): a Normal about
-    a third of the old π⁻'s ``k``, SHARE_WIDTH wide in each direction."""
-    d = u - SHARE * k
-    return (-0.5 * float(d @ d) / SHARE_WIDTH ** 2 - 3.0 * math.log(SHARE_WIDTH)
-            - 1.5 * math.log(2.0 * math.pi))
+    """log density of the new π⁰'s 3-momentum: about either of the old π⁰'s ``photons``
+    (3-momenta), equally."""
+    return float(np.logaddexp(*(_log_near(k2, g, SPREAD) for g in photons)) - math.log(2.0))
 
 
 def _log_charged(plus: np.ndarray, first: np.ndarray, second: np.ndarray,
                  k: np.ndarray) -> float:
-    """log density of a charged split's new momenta: the π⁺'s and one π⁻'s drawn about ``k``
-    (the other π⁻ takes the rest), either π⁻ equally: the two ways give the same trace."""
-    return (_log_share(plus, k) + float(np.logaddexp(_log_share(first, k),
-                                                      _log_share(second, k))) - math.log(2.0))
+    """log density of a charged split's new momenta: the π⁺'s and one π⁻'s drawn about a
+    third of ``k`` (the other π⁻ takes the rest), either π⁻ equally: the two ways give the
+    same trace."""
+    centre = SHARE * k
+    return (_log_near(plus, centre, SHARE_SPREAD)
+            + float(np.logaddexp(_log_near(first, centre, SHARE_SPREAD),
+                                 _log_near(second, centre, SHARE_SPREAD))) - math.log(2.0))
 
 
 class SplitMerge:
@@ -346,26 +353,20 @@ class SplitMerge:
         near = self.neighbours[old]
         new = near[int(rng.integers(len(near)))]
         split, kind, spots = _places(old, new)
-        choice = {"new": new, **({} if kind == "species" else
-                                 {"mass": float(rng.normal(0.0, MASS_STEP))}),
-                  "fresh": [float(rng.random())
+        choice = {"new": new, "fresh": [float(rng.random())
                             for _ in range(self.layouts[new].loops - layout.loops)],
                   **{name: [int(x) for x in rng.choice(len(s), 2, replace=False)]
                      if name == "pair" else [int(x) for x in rng.permutation(len(s))]
                      if name == "order" else int(rng.integers(len(s)))
                      for name, s in spots.items()}}
-        if split:   # the new momenta, in the visible system's rest frame
+        if split:   # the new momenta (lab)
             j = spots["single"][choice["single"]]
-            system = primaries[:-1].sum(axis=0)
-            to_rest = lambda p4: boost(p4, _reverse(system), _mass(system))[:, 1:]  # noqa: E731
             if kind == "pi0":
-                photon = to_rest(photons(primaries[j], *pi0[j])[0])[int(rng.integers(2))]
-                spread = SPREAD * float(np.linalg.norm(photon)) + FLOOR
-                choice["momentum"] = list(photon + spread * rng.normal(size=3))
+                photon = photons(primaries[j], *pi0[j])[0][int(rng.integers(2)), 1:]
+                choice["momentum"] = list(_draw_near(photon, SPREAD, rng))
             else:
-                k = to_rest(primaries[j])[0]
-                choice["momentum"] = list((SHARE * k + SHARE_WIDTH * rng.normal(size=(2, 3)))
-                                          .ravel())
+                choice["momentum"] = [float(x) for _ in range(2) for x in
+                                      _draw_near(SHARE * primaries[j, 1:], SHARE_SPREAD, rng)]
         done = self.apply(values, choice, rng, read=read)
         return None if done is None else done[:2]
 
@@ -412,79 +413,63 @@ class SplitMerge:
         source = _match(layout.channel.daughters, new_layout.channel.daughters,
                         skip_old={j} if split else set(group),
                         skip_new=set(group) if split else {j})
-        # The visible system V keeps its 3-momentum and takes the mass m e^ε; its particles,
-        # split or merged in its rest frame, recoil to that mass; the tau turns to keep the
-        # neutrino massless.
-        system = primaries[:-1].sum(axis=0)
-        m_v = _mass(system)
-        m_new = m_v * math.exp(float(choice["mass"]))
-        new_system = _four(system[1:], m_new)
-        p_tau = np.array([values[PX], values[PY], values[PZ]], dtype=float)
-        new_tau = _turn_tau(p_tau, system, new_system, m_new)
-        if new_tau is None:
-            return None
-        rest = boost(primaries[:-1], _reverse(system), m_v)[:, 1:]
-        shares = np.empty((len(new_layout.channel.daughters) - 1, 3))
-        for i in range(len(shares)):
-            if i in source:
-                shares[i] = rest[source[i]]
+        # In the lab, every other particle stays; the split particle's momentum is shared out
+        # (or the group's added up), so the visible system V keeps its 3-momentum and only its
+        # energy changes; the tau turns to keep the neutrino massless.
+        masses = new_layout.masses
+        visible = np.empty((len(masses) - 1, 4))
+        for i, k in source.items():
+            if i < len(visible):
+                visible[i] = primaries[k]
         if split:
             drawn = np.reshape(np.asarray(choice["momentum"], dtype=float), (-1, 3))
-            shares[group[1:]] = drawn
-            shares[a] = rest[j] - drawn.sum(axis=0)
+            for i, p in zip(group, [primaries[j, 1:] - drawn.sum(axis=0), *drawn]):
+                visible[i] = _four(p, masses[i])
         else:
-            shares[j] = rest[group].sum(axis=0)
-        scale = _recoil(shares, new_layout.masses[:-1], m_new)
-        if scale is None:
+            visible[j] = _four(primaries[group, 1:].sum(axis=0), masses[j])
+        system, new_system = primaries[:-1].sum(axis=0), visible.sum(axis=0)
+        m_new = _mass(new_system)
+        p_tau = np.array([values[PX], values[PY], values[PZ]], dtype=float)
+        new_tau = _turn_tau(p_tau, system, new_system, m_new) if m_new < TAU_MASS else None
+        if new_tau is None:
             return None
-        moved = np.column_stack([np.sqrt(scale * scale * np.sum(shares * shares, axis=1)
-                                         + np.square(new_layout.masses[:-1])), scale * shares])
-        new_primaries = np.vstack([boost(moved, new_system, m_new),
-                                   _four(new_tau, TAU_MASS) - new_system])
-        # The split's numbers, and the phase-space factor, seen from the channel with fewer.
-        few_rest, many_rest = (rest, moved[:, 1:]) if split else (moved[:, 1:], rest)
-        few_masses, many_masses = ((layout.masses, new_layout.masses) if split
-                                   else (new_layout.masses, layout.masses))
-        few_primaries = primaries if split else new_primaries
-        stretch = scale if split else 1.0 / scale
-        unscaled = many_rest / stretch
+        new_primaries = np.vstack([visible, _four(new_tau, TAU_MASS) - new_system])
+        few_primaries, many_primaries = ((primaries, new_primaries) if split
+                                         else (new_primaries, primaries))
+        # d³p_τ dΦ_n = (|p_τ| d|p_τ| dα / 2|V|) ∏ d³p / 2E over the visible particles, and the
+        # split's map of lab momenta (P, u) → (P − Σu, u) has Jacobian 1.
+        log_phase = (math.log(2.0 * few_primaries[j, 0])
+                     - float(np.sum(np.log(2.0 * many_primaries[group, 0]))))
         # The π⁰ the new channel shares with the old keep their photons' angles.
         angles = {i: pi0[k] for i, k in source.items() if k in pi0}
         if kind == "pi0":
             old_other = {i: v for i, v in pi0.items() if i not in ({j} if split else {a, b})}
             few_other, many_other = (old_other, angles) if split else (angles, old_other)
-            many_primaries = new_primaries if split else primaries
             channels = ((layout.channel, new_layout.channel) if split
                         else (new_layout.channel, layout.channel))
             placed, log_placed = self._place((few_primaries, many_primaries),
                                              (few_other, many_other), channels, (j, a, b),
                                              split, pi0, choice.get("angles"), rng)
             angles.update(placed)
-            few_system, few_mass = (system, m_v) if split else (new_system, m_new)
-            near = boost(photons(few_primaries[j], *(pi0[j] if split else placed[j]))[0],
-                         _reverse(few_system), few_mass)[:, 1:]
-            log_aux = _log_near_photons(unscaled[b], near) + log_placed
+            near = photons(few_primaries[j], *(pi0[j] if split else placed[j]))[0][:, 1:]
+            log_aux = _log_near_photons(many_primaries[b, 1:], near) + log_placed
         else:
-            log_aux = _log_charged(*unscaled[group][[1, 0, 2]], few_rest[j])
-        log_phase = _log_phase(few_rest, few_masses[:-1], many_rest, many_masses[:-1], stretch)
+            log_aux = _log_charged(*many_primaries[group][[1, 0, 2], 1:], few_primaries[j, 1:])
         out = _new_values(new_layout, new_tau, new_primaries,
                           (places + list(choice["fresh"]))[:new_layout.loops], angles, rng)
         if out is None:
             return None
         sign = 1.0 if split else -1.0
-        # d⁴V = d³V m dm / E_V, and dm′ / dm = m′ / m at fixed ε.
-        log_mass = 2.0 * math.log(m_new / m_v) + math.log(system[0] / new_system[0])
         log_map = (new_layout.log_density(new_primaries) - layout.log_density(primaries)
-                   + sign * log_phase + log_mass)
+                   + sign * log_phase)
         log_ratio = (log_map - sign * log_aux + math.log(len(self.neighbours[old]))
                      - math.log(len(self.neighbours[new])))
         reverse = {"new": old, "pair": choice["pair"], "single": choice["single"],
-                   "plus": choice.get("plus"), "mass": -float(choice["mass"]),
-                   "fresh": places[new_layout.loops:]}
+                   "plus": choice.get("plus"), "fresh": places[new_layout.loops:]}
         if kind == "pi0":
             reverse["angles"] = pi0[j] if split else (*pi0[a], *pi0[b])
         if not split:
-            reverse["momentum"] = list(unscaled[group[1:]].ravel())
+            reverse["momentum"] = list(primaries[group[1:], 1:].ravel())
         return out, log_ratio, log_map, reverse
 
     def _place(self, primaries: tuple[np.ndarray, np.ndarray],
@@ -589,37 +574,6 @@ def _new_values(layout: _Layout, p_tau: np.ndarray, primaries: np.ndarray, place
     if replayed is None or not np.allclose(replayed, primaries, rtol=1e-7, atol=1e-7):
         return None   # no such decay (numerically off the solution)
     return out
-
-
-def _recoil(shares: np.ndarray, masses: Sequence[float], total: float) -> float | None:
-    """The scale λ of the 3-momenta ``shares`` (summing to zero) at which the particles'
-    energies add up to ``total``; None where their masses alone exceed it."""
-    masses = np.asarray(masses, dtype=float)
-    if masses.sum() >= total:
-        return None
-    squares = np.sum(shares * shares, axis=1)
-    energy = lambda x: float(np.sum(np.sqrt(x * x * squares + masses * masses)))  # noqa: E731
-    high = 1.0
-    while energy(high) < total:
-        high *= 2.0
-    return brentq(lambda x: energy(x) - total, 0.0, high, xtol=1e-15, rtol=4 * np.finfo(float).eps)
-
-
-def _log_phase(few: np.ndarray, few_masses: Sequence[float], many: np.ndarray,
-               many_masses: Sequence[float], scale: float) -> float:
-    """log dΦ_many / (dΦ_few d^A u) of a split in the visible system's rest frame: ``few`` the
-    3-momenta before, ``many`` after, ``scale`` the recoil's λ (see the module)."""
-    def radial(p: np.ndarray, masses: Sequence[float]) -> tuple[float, float, float]:
-        energies = np.sqrt(np.sum(p * p, axis=1) + np.square(masses))
-        size = float(np.linalg.norm(p))
-        return size, float(np.sum(np.sum(p * p, axis=1) / energies)) / size, float(
-            np.sum(np.log(2.0 * energies)))
-    rho, f, log_e = radial(few, few_masses)
-    rho_new, f_new, log_e_new = radial(many, many_masses)
-    dims = 3 * (len(many) - 1)
-    stretch = rho_new / (scale * rho)
-    return (math.log(f) + log_e + (dims - 1) * math.log(scale) - math.log(stretch)
-            - math.log(f_new) - log_e_new)
 
 
 def _places(old: int, new: int) -> tuple[bool, str, dict[str, list[int]]]:

@@ -154,7 +154,7 @@ def test_the_jacobian_is_the_determinant_of_the_map(channel, new, log_det):
     rng = np.random.default_rng(100 * channel + new)
     _, kind, _ = _places(channel, new)
     loops = JUMP.layouts[new].loops - JUMP.layouts[channel].loops
-    choice = {"new": new, "pair": [0, 1], "single": 0, "plus": 0, "mass": 0.1,
+    choice = {"new": new, "pair": [0, 1], "single": 0, "plus": 0,
               "fresh": [0.3] * max(loops, 0)}
     if kind == "species":   # each hadron takes the momentum of the one after it
         hadrons = len(_places(channel, new)[2]["order"])
@@ -163,7 +163,9 @@ def test_the_jacobian_is_the_determinant_of_the_map(channel, new, log_det):
         values = prior_draw(rng, [channel], [1.0])
         if JUMP._read(values) is None:
             continue   # a loop tried more than once: the jump leaves it
-        choice["momentum"] = list(rng.normal(0.0, 0.1, {"pi0": 3, "charged": 6}.get(kind, 0)))
+        k = JUMP._read(values)[1][_places(channel, new)[2].get("single", [0])[0], 1:]
+        choice["momentum"] = list((k / 3 + rng.normal(0.0, 0.1, (2, 3))).ravel()[
+            :{"pi0": 3, "charged": 6}.get(kind, 0)])
         choice["angles"] = (0.2, 1.0, -0.3, 2.0)
         if JUMP.apply(values, choice, np.random.default_rng(0)) is not None:
             break
@@ -178,17 +180,16 @@ def test_the_jacobian_is_the_determinant_of_the_map(channel, new, log_det):
         given = {**values, **dict(zip(old_keys, x[:len(old_keys)]))}
         rest = list(x[len(old_keys):])
         aux = {**choice, "momentum": rest[:drawn], "angles": tuple(rest[drawn:drawn + angles]),
-               "mass": rest[drawn + angles], "fresh": rest[drawn + angles + 1:]}
+               "fresh": rest[drawn + angles:]}
         out, _, log_map, _ = JUMP.apply(given, aux, np.random.default_rng(0))
-        # What the reverse would draw: its mass step, the merged π⁰'s photon angles, the
-        # places of the loops the new channel lacks.
+        # What the reverse would draw: the merged π⁰'s photon angles, the places of the loops
+        # the new channel lacks.
         read = JUMP._read(given)
-        reverse = ([-aux["mass"]] + list(read[3][single] if angles else ())
-                   + read[2][JUMP.layouts[new].loops:])
+        reverse = list(read[3][single] if angles else ()) + read[2][JUMP.layouts[new].loops:]
         return np.array([out[k] for k in new_keys] + reverse), log_map
 
     x0 = np.array([values[k] for k in old_keys] + choice["momentum"]
-                  + list(choice["angles"] if angles else ()) + [choice["mass"]] + choice["fresh"])
+                  + list(choice["angles"] if angles else ()) + choice["fresh"])
     image, log_map = mapped(x0)
     assert len(image) == len(x0)
     # The ratio also holds the orders of the mass uniforms (k! of them, one drawn here): not
