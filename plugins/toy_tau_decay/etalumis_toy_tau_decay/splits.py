@@ -11,23 +11,21 @@ reverse. Others get the species wrong: the calorimeter sees a hadron's energy an
 not whether it is a pion, a kaon or a K_L (τ → π⁺ π⁻ π⁻ ν against π⁻ K_S K_L ν or K⁻ π⁺ π⁻ ν).
 A *swap* moves to a channel with as many hadrons and as many π⁰ but other hadron species.
 
-The map. The visible system V (every particle but the neutrino) keeps its 3-momentum and
-takes the mass m′ = m e^ε, ε ~ Normal(0, MASS_STEP) drawn by either direction (the reverse
-takes −ε); the tau keeps |p_τ| and its azimuth α about V and turns to keep the neutrino
-massless (as the pion–kaon swap does). In V's rest frame the split particle's momentum k is
-shared out, k → (k − Σu, u…), the new momenta u drawn near one of a π⁰'s photons or near a
-third of a π⁻'s momentum (before the next step, so the draw and its density are simple); then
-every particle's momentum is scaled by the λ that makes the energies add up to m′ (the recoil,
-unique: the sum grows with λ). A merge adds the group's momenta and scales to the new mass.
-The photons of the π⁰ a jump makes (a split's two, a merge's one) get decay angles drawn
-where the observed deposits are that the rest of the trace leaves unexplained
-(:mod:`.placing`); the angles of the π⁰ it unmakes are what its reverse would draw. A swap
-keeps what the calorimeter sees: each of the new channel's
-hadrons takes the lab energy and direction of an old one, in an order drawn uniformly (among
-all orders, so the reverse draws the inverse order as likely), the π⁰ keep their momenta and
-their photons' angles, and the tau turns as in the pion–kaon swap (:mod:`.jumps`). Traces
-whose accept/reject loops took more than one try are left alone, in both directions: the
-move's domain is closed under it.
+The map works in the lab, so that the particles the jump does not touch keep the momenta the
+calorimeter has already matched. The split particle's momentum P is shared out, P → (P − Σu, u…),
+the new momenta u drawn about one of a π⁰'s photons or about a third of a π⁻'s momentum (Gaussians
+SPREAD or SHARE_SPREAD of the centre's size wide along it and TILT across it, so the new particle
+points where the old one's showers are); a merge adds the group's momenta. The visible system V
+(every particle but the neutrino) keeps its 3-momentum and only its energy and mass change; the tau
+keeps |p_τ| and its azimuth α about V and turns to keep the neutrino massless (as the pion–kaon swap
+does); where V's new mass leaves no such tau the jump is refused. The photons of the π⁰ a jump makes
+(a split's two, a merge's one) get decay angles drawn where the observed deposits are that the rest
+of the trace leaves unexplained (:mod:`.placing`); the angles of the π⁰ it unmakes are what its
+reverse would draw. A swap keeps what the calorimeter sees: each of the new channel's hadrons takes
+the lab energy and direction of an old one, in an order drawn uniformly (among all orders, so the
+reverse draws the inverse order as likely), the π⁰ keep their momenta and their photons' angles, and
+the tau turns as in the pion–kaon swap (:mod:`.jumps`). Traces whose accept/reject loops took more
+than one try are left alone, in both directions: the move's domain is closed under it.
 
 The ratio. Against d³p_τ dΦ_n (flat phase space of the tau's decay), the draws have density
 D · ∏ L, L = w / B each loop's accept level (its uniform is carried as its place u / L;
@@ -39,20 +37,16 @@ places of loops only the new channel has are drawn uniformly):
 * through a resonance (τ → R ν, R → its daughters), dΦ_n = dΦ₂(M; m, 0) dΦ_R(m) dm², so
   D = f(m) D_R 2M / (p* m), f the Breit–Wigner quantile's density dc/dm.
 
-With the neutrino integrated out, d³p_τ dΦ_n ∝ (|p_τ| d|p_τ| dα / |V|) d³V (m dm / E_V)
-dΦ_visible(m), so the mass step adds (m′ / m)² E_V / E_V′ (dm′ / dm = m′ / m at fixed ε). For
-the split in V's rest frame, write the stacked momenta as ρ ω (ρ their Euclidean norm) and the
-split ones, before the recoil, as σ ω′: with u measured in units of ρ the split is
-homogeneous in ρ, which gives dΦ_few d^A u / dΦ_many = |S| F′ ∏′ 2E′ / (F ∏ 2E λ^(D′−1)),
-|S| = σ / ρ, F = Σ |q_i|² / E_i / ρ (the energy sum's derivative along ρ), D′ = 3 (n′ − 1)
-the dimension of the many's momenta summing to zero. The jump's log-ratio is the log of
-D′ ∏ L′ / (D ∏ L) times these, minus the log density of the drawn momenta and photon angles,
-plus that of the angles the reverse would draw (a charged split's two π⁻ are alike, so its
-density is the mean over which one was drawn),
-plus the log-ratio of the two channels' numbers of neighbours. A swap draws nothing; at fixed
-energy and direction d³p′ / d³p = |p′| / |p| for each hadron, and the tau's 1 / |V| gives
-|V| / |V′|. The tests check the map's Jacobian against finite differences, that each jump's
-reverse undoes it with the opposite ratio, and that the jump alone leaves the prior invariant.
+With the neutrino integrated out, d³p_τ dΦ_n ∝ (|p_τ| d|p_τ| dα / |V|) ∏ d³p_i / 2E_i over the
+visible particles; the tau's factor is the same on both sides (|V| is kept), and the split's map of
+lab momenta (P, u) → (P − Σu, u) has Jacobian 1, so dΦ_few d^A u / dΦ_many = ∏′ 2E′ / 2E over the
+split particle and the group it becomes. The jump's log-ratio is the log of D′ ∏ L′ / (D ∏ L) times
+these, minus the log density of the drawn momenta and photon angles, plus that of the angles the
+reverse would draw (a charged split's two π⁻ are alike, so its density is the mean over which one
+was drawn), plus the log-ratio of the two channels' numbers of neighbours. A swap draws nothing; at
+fixed energy and direction d³p′ / d³p = |p′| / |p| for each hadron, and the tau's 1 / |V| gives
+|V| / |V′|. The tests check the map's Jacobian against finite differences, that each jump's reverse
+undoes it with the opposite ratio, and that the jump alone leaves the prior invariant.
 """
 
 from __future__ import annotations
