@@ -386,9 +386,8 @@ class SplitMerge:
         primaries of the channel with more, the split particle's products go (``pair``: two
         of the π⁰ or of the π⁻; ``plus``: one of the π⁺) and which one of the channel with
         fewer splits or takes the merged particle (``single``); the places of the new loops
-        (``fresh``); for a split, the new momenta before the recoil, in the visible system's
-        rest frame (``momentum``: the second π⁰'s, or the π⁺'s and the second π⁻'s), and the
-        new π⁰'s photon angles (``angles``); the visible mass's step (``mass``). Gives the new
+        (``fresh``); for a split, the new lab momenta (``momentum``: the second π⁰'s, or the
+        π⁺'s and the second π⁻'s) and the new π⁰'s photon angles (``angles``). Gives the new
         values, the log-ratio, the log-Jacobian of the map alone (``rng`` orders the mass
         uniforms) and the choice that undoes the jump. ``read`` is the trace read back from
         ``values``, where the caller has it already."""

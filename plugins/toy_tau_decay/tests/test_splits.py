@@ -94,9 +94,9 @@ def test_neighbours_differ_by_one_pi0_or_in_hadron_species_and_are_mutual():
     (4, 10, PLACED), (24, 10, PLACED), (23, 33, PLACED)])
 def test_the_jump_keeps_the_visible_momentum_and_undoes_itself(channel, new, jump):
     """A jump that the jump draws, and the choice that undoes it (the same places, the
-    opposite mass step, the dropped loops' places, and what a merge took apart: a merge's
-    photon angles are the split's, a split's the merged π⁰'s), also with the photons placed
-    where an event's deposits are."""
+    dropped loops' places, and what a merge took apart: a merge's photon angles are the
+    split's, a split's the merged π⁰'s), also with the photons placed where an event's
+    deposits are."""
     sim = TauDecaySimulator()
     rng = np.random.default_rng(channel)
     done = None
