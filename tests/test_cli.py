@@ -54,9 +54,33 @@ def test_multirun_over_two_engines(tmp_path):
 def test_defaults_are_read_from_the_packaged_configs():
     from etalumis_core.app.cli import defaults
 
-    assert defaults("infer") == {"simulator": "toy_tau_decay", "engine": "smc",
+    assert defaults("infer") == {"simulator": "toy_tau_decay", "engine": "${simulator}",
                                  "executor": "process"}
     assert defaults("train")["proposal"] == "feedforward"
+
+
+def composed(args, cwd):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create(run([*args, "--cfg", "job", "--resolve"], cwd).stdout)
+
+
+def test_each_simulator_runs_its_own_engine_unless_told_otherwise(tmp_path):
+    """The default job infers tau events with the shipped network (toy_tau_decay's engine
+    config, calibrated at 50 particles); a simulator without one runs smc with 1000; naming the
+    engine or the size overrides either."""
+    tau = composed([], tmp_path)
+    assert tau.engine.name == "ic_smc" and tau.num_traces == 50
+    assert tau.engine.params.network == "pkg://etalumis_toy_tau_decay/network/network.pt"
+    assert tau.engine.params.stratify == "channel"
+    for args in (["simulator=gaussian"], ["engine=smc"], ["calibrate"]):
+        other = composed(args, tmp_path)
+        assert other.engine.name == "smc" and other.num_traces == 1000, args
+    assert composed(["num_traces=7"], tmp_path).num_traces == 7
+    calibrate = composed(["calibrate", "simulator=toy_tau_decay"], tmp_path)
+    assert calibrate.engine.name == "ic_smc" and calibrate.num_traces == 50
+    # an engine named after a simulator is that simulator's engine config
+    assert composed(["simulator=gaussian", "engine=toy_tau_decay"], tmp_path).engine.name == "ic_smc"
 
 
 def test_infer_job_loads_plugins_once_and_builds_one_simulator_beside_the_executor(

@@ -94,8 +94,12 @@ def test_a_name_registered_without_yaml_gets_a_generated_config(tmp_path, monkey
     generated = generated_configs(plugins, cli.GROUPS)
     text = open(os.path.join(generated, "simulator", "nameless.yaml")).read()
     assert "name: nameless" in text and "a_plugin" in text
-    # Every name that ships its YAML keeps it.
-    assert sorted(os.listdir(generated)) == ["simulator"]
+    # Every name that ships its YAML keeps it; a simulator with no engine config of its own
+    # gets smc's, and toy_tau_decay keeps the one it ships.
+    assert sorted(os.listdir(generated)) == ["engine", "simulator"]
+    engine = open(os.path.join(generated, "engine", "nameless.yaml")).read()
+    assert "defaults:\n  - smc\n  - _self_" in engine
+    assert not os.path.exists(os.path.join(generated, "engine", "toy_tau_decay.yaml"))
     # And the command runs with it.
     monkeypatch.setattr(cli, "load_plugins", lambda: plugins)
     from etalumis_core.app import jobs

@@ -1,5 +1,6 @@
 """Every engine against exact posteriors, with tolerances from the estimator's standard error."""
 
+import functools
 import math
 
 import numpy as np
@@ -515,6 +516,18 @@ def test_stratified_resampling_reserves_shares_and_corrects_weights():
     assert not np.any(picked == "c")   # no weight, no draws: its reserve goes to the others
     w = np.exp(carried)
     assert np.sum(w[picked == "b"]) / np.sum(w) == pytest.approx(0.02, rel=1e-2)
+
+
+def test_stratifying_by_a_given_choice_is_plain_smc():
+    """`+given.channel=10` with the tau engine's stratify=channel: a choice the job conditions
+    on has one value, so the run is the unstratified one, to the bit."""
+    run = functools.partial(et.infer, poisson_mixture_count, observe={"y": 6.0, "n": 2},
+                            engine="smc", num_traces=64, seed=4, progress=False)
+    plain, stratified = run(), run(stratify="n")
+    assert "start_shares" not in stratified.metadata
+    assert np.array_equal(plain.values_of("total")[1], stratified.values_of("total")[1])
+    assert np.array_equal(plain.weights, stratified.weights)
+    assert stratified.log_evidence == plain.log_evidence
 
 
 def test_stratify_names_a_choice_the_model_makes(gaussian_obs):

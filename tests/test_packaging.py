@@ -135,11 +135,18 @@ def test_core_alone_then_each_plugin_alone(tmp_path):
             shipped = sh(python, "-c", SHIPPED_NETWORK, cwd=tmp_path).stdout.split()
             assert shipped[0].endswith("network.pt") and "site-packages" in shipped[0]
             assert set(shipped[1:]) >= {"summary.json", "training_config.yaml"}
+            # and so does its engine config: the default job infers with the network
+            job = sh(etalumis, "--cfg", "job", "--resolve", cwd=tmp_path).stdout
+            assert "name: ic_smc" in job and "num_traces: 50" in job
+            assert "network: pkg://etalumis_toy_tau_decay/network/network.pt" in job
         if folder == "docs_epidemic":   # its YAML shipped in the wheel: Hydra composes it
             sh(etalumis, "simulate", "simulator=epidemic", "simulator.params.days=12",
                "num_traces=2", "plots=false", "hydra.run.dir=epidemic", cwd=tmp_path)
             summary = json.loads((tmp_path / "epidemic" / "summary.json").read_text())
             assert summary["observations"] == {"cases": [12]}
+            job = sh(etalumis, "simulator=epidemic", "--cfg", "job", "--resolve",
+                     cwd=tmp_path).stdout   # and its own engine is the default one
+            assert "name: smc" in job and "ess_fraction: 0.8" in job and "num_traces: 200" in job
         sh(pip, "uninstall", "-q", "-y", distribution)
 
     plugins = json.loads(sh(etalumis, "plugins", cwd=tmp_path).stdout)

@@ -33,19 +33,18 @@ GROUPS = {"simulator": "simulators", "engine": "engines", "executor": "executors
 
 def defaults(command: str) -> dict[str, str]:
     """The option each config group of a job selects by default, read from the job's
-    packaged ``conf/COMMAND.yaml`` (the one source of the defaults)."""
+    packaged ``conf/COMMAND.yaml`` (the one source of the defaults); an interpolated choice
+    stays as written (``engine: ${simulator}``)."""
     from importlib.resources import files
 
-    from omegaconf import OmegaConf
+    import yaml
 
-    config = OmegaConf.create((files("etalumis_core.conf") / f"{command}.yaml").read_text())
+    config = yaml.safe_load((files("etalumis_core.conf") / f"{command}.yaml").read_text())
     chosen = {}
     for entry in config.get("defaults", []):
-        if isinstance(entry, str) or not hasattr(entry, "items"):
-            continue
-        for group, option in entry.items():
-            if group in GROUPS:
-                chosen[group] = str(option)
+        if isinstance(entry, dict):
+            chosen.update({group: str(option) for group, option in entry.items()
+                           if group in GROUPS})
     return chosen
 
 
@@ -60,8 +59,17 @@ def searchpath_override(plugins: Any) -> str:
     return f"hydra.searchpath=[{','.join(paths)}]"
 
 
+def with_override(argv: list[str], override: str) -> list[str]:
+    """``argv`` with ``override`` beside the user's last override: Hydra reads the overrides
+    as one run of words, so one appended after a flag (``a=b --cfg job``) would be refused."""
+    last = max((i for i, arg in enumerate(argv) if "=" in arg and not arg.startswith("-")),
+               default=len(argv) - 1)
+    return [*argv[:last + 1], override, *argv[last + 1:]]
+
+
 def check_selections(command: str, overrides: list[str], plugins: Any) -> None:
-    """Fail early, with the installed options and their plugins, on an unknown name."""
+    """Fail early, with the installed options and their plugins, on an unknown name. An engine
+    may also be named after a simulator: that simulator's own engine config."""
     chosen = defaults(command)
     for arg in overrides:
         key, sep, value = arg.partition("=")
@@ -72,7 +80,9 @@ def check_selections(command: str, overrides: list[str], plugins: Any) -> None:
         registry = plugins.registries[GROUPS[group]]
         for name in value.split(","):
             name = name.strip()
-            if name.startswith(("choice(", "range(", "glob(")):
+            if name.startswith(("choice(", "range(", "glob(", "${")):
+                continue
+            if group == "engine" and name in plugins.simulators.entries:
                 continue
             try:
                 registry.get(name)
@@ -145,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import hydra
 
-    sys.argv = [f"etalumis {command}", *argv, searchpath_override(plugins)]
+    sys.argv = [f"etalumis {command}", *with_override(argv, searchpath_override(plugins))]
     try:
         hydra.main(version_base="1.3", config_path="pkg://etalumis_core.conf",
                    config_name=command)(_job(command, plugins, verbose))()

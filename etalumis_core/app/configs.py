@@ -1,13 +1,19 @@
 """Config files behind the registries: every registered name gets one, even a plugin's that
-ships no YAML (a generated ``name`` + empty ``params``), so Hydra never fails on it."""
+ships no YAML (a generated ``name`` + empty ``params``), so Hydra never fails on it; and every
+simulator gets its own engine config, ``engine/SIMULATOR.yaml``, the jobs' default engine (a
+simulator that ships none runs :data:`DEFAULT_ENGINE`)."""
 
 from __future__ import annotations
 
+import atexit
 import importlib.resources
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
+
+DEFAULT_ENGINE = "smc"
 
 
 def config_dirs(config_paths: Iterable[str]) -> list[Path]:
@@ -26,18 +32,31 @@ def config_dirs(config_paths: Iterable[str]) -> list[Path]:
 
 def generated_configs(plugins: Any, groups: dict[str, str]) -> str | None:
     """A directory holding ``GROUP/NAME.yaml`` for every registered name that no config
-    directory has, or None when every name has its YAML."""
+    directory has, and ``engine/SIMULATOR.yaml`` for every simulator that ships no engine
+    config of its own; None when nothing is missing. The directory lasts as long as the
+    process (a sweep composes each job's config as it starts it)."""
     dirs = config_dirs(["pkg://etalumis_core.conf", *(path for _, path in plugins.config_paths)])
-    missing = [(group, name) for group, kind in groups.items()
-               for name in plugins.registries[kind].entries
-               if not any((d / group / f"{name}.yaml").is_file() for d in dirs)]
-    if not missing:
+
+    def missing(group: str, name: str) -> bool:
+        return not any((d / group / f"{name}.yaml").is_file() for d in dirs)
+
+    files = {}
+    for group, kind in groups.items():
+        for name, entry in plugins.registries[kind].entries.items():
+            if missing(group, name):
+                files[group, name] = (f"# generated: plugin {entry.plugin!r} registers {name!r} "
+                                      f"without a config file\nname: {name}\nparams: {{}}\n")
+    for name, entry in plugins.registries["simulators"].entries.items():
+        if missing("engine", name):
+            files["engine", name] = (f"# generated: simulator {name!r} (plugin {entry.plugin!r}) "
+                                     f"ships no engine config; its default engine is "
+                                     f"{DEFAULT_ENGINE}\ndefaults:\n  - {DEFAULT_ENGINE}\n"
+                                     f"  - _self_\n")
+    if not files:
         return None
     root = Path(tempfile.mkdtemp(prefix="etalumis-conf-"))
-    for group, name in missing:
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    for (group, name), text in files.items():
         (root / group).mkdir(exist_ok=True)
-        entry = plugins.registries[groups[group]].entries[name]
-        (root / group / f"{name}.yaml").write_text(
-            f"# generated: plugin {entry.plugin!r} registers {name!r} without a config file\n"
-            f"name: {name}\nparams: {{}}\n")
+        (root / group / f"{name}.yaml").write_text(text)
     return os.fspath(root)

@@ -19,7 +19,8 @@ COMMANDS = {
 
 COMMON_KEYS = {
     "seed": "all randomness of the run (same seed, same result, bit for bit)",
-    "num_traces": "traces kept (SMC: particles; MCMC: draws over all chains)",
+    "num_traces": "traces kept (SMC: particles; MCMC: draws over all chains); default: the "
+                  "engine config's, else 1000",
     "observation": "an observation file written by `etalumis simulate`",
     "truth_seed": "simulate the observation with this seed when no file is given",
     "plots": "write plots (true/false)",
@@ -43,6 +44,9 @@ def help_text(plugins: Any, groups: dict[str, str], available: list[str]) -> str
         width = max((len(n) for n in entries), default=0)
         for name, entry in sorted(entries.items()):
             lines.append(f"    {name:<{width}}  {entry.description}  [{entry.plugin}]")
+        if group == "engine":
+            lines.append("    (default: the simulator's own engine config, engine/SIMULATOR.yaml, "
+                         "else smc)")
     lines += ["", "common keys:"]
     width = max(map(len, COMMON_KEYS))
     lines += [f"  {key:<{width}}  {text}" for key, text in COMMON_KEYS.items()]

@@ -69,6 +69,7 @@ whose :meth:`~SequentialMonteCarlo.kernels` add the network as an independence m
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -293,6 +294,12 @@ class SequentialMonteCarlo(Engine):
              seed: int, executor: Executor, progress: bool | None) -> Posterior:
         if num_traces < 2:
             raise ValueError(f"SMC needs at least 2 particles (num_traces), got {num_traces}")
+        if self.stratify is not None and self.stratify in observations:
+            # A choice the job conditions on (+given) takes one value: no strata to keep alive.
+            unstratified = copy.copy(self)
+            unstratified.stratify = None
+            return SequentialMonteCarlo._run(unstratified, simulator, observations, num_traces,
+                                             seed, executor, progress)
         name = simulator_name(simulator)
         chunks = split(num_traces, self.chunk_size)
         rng = chunk_rng(seed, 0)

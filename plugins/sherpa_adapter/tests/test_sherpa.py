@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 import etalumis_core as et
+from etalumis_core.app.cli import searchpath_override
 from etalumis_core.simulator import SimulatorSpec, run_trace
 from etalumis_sherpa_adapter import AddressDictionary, SherpaSimulator, analysis, plugin
 
@@ -268,7 +269,7 @@ def test_registered_and_configured_through_hydra(sherpa_binary, tmp_path) -> Non
     # simulator=sherpa through the plugin's Hydra search path, as the CLI composes it.
     with initialize_config_module(config_module="etalumis_core.conf", version_base="1.3"):
         composed = compose("infer", overrides=[
-            "simulator=sherpa", "hydra.searchpath=[pkg://etalumis_sherpa_adapter.conf]",
+            "simulator=sherpa", searchpath_override(plugins),
             "simulator.params.run_card=MyRun.dat"])
     cfg = OmegaConf.to_container(composed.simulator, resolve=True)
     assert cfg["name"] == "sherpa" and cfg["params"]["run_card"] == "MyRun.dat"
