@@ -55,7 +55,8 @@ def generated_configs(plugins: Any, groups: dict[str, str]) -> str | None:
     if not files:
         return None
     root = Path(tempfile.mkdtemp(prefix="etalumis-conf-"))
-    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    owner = os.getpid()   # not a forked worker's exit: the parent may still be composing
+    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(root, ignore_errors=True))
     for (group, name), text in files.items():
         (root / group).mkdir(exist_ok=True)
         (root / group / f"{name}.yaml").write_text(text)
