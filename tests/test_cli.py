@@ -67,18 +67,19 @@ def composed(args, cwd):
 
 def test_each_simulator_runs_its_own_engine_unless_told_otherwise(tmp_path):
     """The default job infers tau events with the shipped network (toy_tau_decay's engine
-    config, calibrated at 50 particles); a simulator without one runs smc with 1000; naming the
-    engine or the size overrides either."""
+    config, calibrated at two populations of 50 particles and five sweeps a round); a simulator
+    without one runs smc with 1000; naming the engine or the size overrides either."""
     tau = composed([], tmp_path)
-    assert tau.engine.name == "ic_smc" and tau.num_traces == 50
+    assert tau.engine.name == "ic_smc" and tau.num_traces == 100
     assert tau.engine.params.network == "pkg://etalumis_toy_tau_decay/network/network.pt"
     assert tau.engine.params.stratify == "channel"
+    assert (tau.engine.params.populations, tau.engine.params.max_moves) == (2, 5)
     for args in (["simulator=gaussian"], ["engine=smc"], ["calibrate"]):
         other = composed(args, tmp_path)
         assert other.engine.name == "smc" and other.num_traces == 1000, args
     assert composed(["num_traces=7"], tmp_path).num_traces == 7
     calibrate = composed(["calibrate", "simulator=toy_tau_decay"], tmp_path)
-    assert calibrate.engine.name == "ic_smc" and calibrate.num_traces == 50
+    assert calibrate.engine.name == "ic_smc" and calibrate.num_traces == 100
     # an engine named after a simulator is that simulator's engine config
     assert composed(["simulator=gaussian", "engine=toy_tau_decay"], tmp_path).engine.name == "ic_smc"
 

@@ -530,6 +530,48 @@ def test_stratifying_by_a_given_choice_is_plain_smc():
     assert stratified.log_evidence == plain.log_evidence
 
 
+def test_populations_are_independent_runs_weighing_alike():
+    """populations=2 is two runs of half the particles, with seeds drawn from (seed, r),
+    pooled: each run's traces keep their values and half the posterior, the evidence is the
+    runs' mean, and each run's metadata stays readable."""
+    from etalumis_core.seeding import chunk_rng
+
+    run = functools.partial(et.infer, poisson_mixture_count, observe={"y": 6.0}, engine="smc",
+                            progress=False, stratify="n")
+    pooled = run(num_traces=65, seed=5, populations=2)
+    apart = [run(num_traces=size, seed=int(chunk_rng(5, r).integers(2 ** 62)))
+             for r, size in enumerate((33, 32))]
+    assert np.array_equal(pooled.values_of("total")[1],
+                          np.concatenate([p.values_of("total")[1] for p in apart]))
+    assert np.allclose(pooled.weights, np.concatenate([p.weights / 2 for p in apart]))
+    probs = pooled.marginal("clusters").probabilities()
+    for n in range(5):
+        assert probs.get(n, 0.0) == pytest.approx(
+            sum(p.marginal("clusters").probabilities().get(n, 0.0) for p in apart) / 2)
+    assert pooled.log_evidence == pytest.approx(
+        math.log(sum(math.exp(p.log_evidence) for p in apart) / 2))
+    meta = pooled.metadata
+    assert [m["particles"] for m in meta["populations"]] == [33, 32]
+    assert len(meta["genealogy"]["groups"]) == 65 and sum(meta["final_shares"].values()) == \
+        pytest.approx(1.0)
+    assert meta["options"]["populations"] == 2 and 0 < pooled.ess <= 65
+    assert "2 independent populations" in pooled.engine_summary["ess_kind"]
+    with pytest.raises(ValueError, match="populations=3 needs at least 2 particles each"):
+        run(num_traces=5, seed=0, populations=3)
+    with pytest.raises(ValueError, match="populations must be a positive integer"):
+        run(num_traces=8, seed=0, populations=0)
+
+
+def test_smc_with_populations_stays_exact():
+    """Three populations of a thousand particles: P(n), E[total] and the evidence within the
+    Monte Carlo error of 3,000 particles."""
+    post = et.infer(poisson_mixture_count, observe={"y": 6.0}, engine="smc", num_traces=3000,
+                    seed=6, stratify="n", populations=3, progress=False)
+    check_poisson_mixture(post, "smc, 3 populations", floor=1e-3)
+    within(post.log_evidence, math.log(poisson_mixture_joint(6.0).sum()),
+           smc_log_evidence_stderr(post), "log evidence")
+
+
 def test_stratify_names_a_choice_the_model_makes(gaussian_obs):
     with pytest.raises(ValueError, match="stratify='chanel'.*discrete choices are: none"):
         et.infer(gaussian_unknown_mean, observe=gaussian_obs, engine="smc", num_traces=50,
@@ -686,10 +728,14 @@ def test_ic_smc_trans_dimensional(networks, network):
     check_poisson_mixture(post, f"ic_smc ({network})", floor=1e-3)
 
 
-def test_ic_smc_stratified_stays_exact(networks):
-    """Strata drawn from the network's proposal, reserved through the bridge's rounds."""
-    post = guided(networks, "poisson_mixture", "trained", 800, seed=2, stratify="n")
-    assert max(r["strata"] for r in post.metadata["round_stats"]) >= 4
+@pytest.mark.parametrize("populations", [1, 2])
+def test_ic_smc_stratified_stays_exact(networks, populations):
+    """Strata drawn from the network's proposal, reserved through the bridge's rounds (in one
+    population, or in two run apart and pooled)."""
+    post = guided(networks, "poisson_mixture", "trained", 800, seed=2, stratify="n",
+                  populations=populations)
+    assert max(r["strata"] for m in post.metadata.get("populations", [post.metadata])
+               for r in m["round_stats"]) >= 4
     check_poisson_mixture(post, "stratified ic_smc", total=False, floor=1e-3)
     within(post.log_evidence, math.log(poisson_mixture_joint(6.0).sum()),
            smc_log_evidence_stderr(post), "log evidence")

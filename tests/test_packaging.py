@@ -137,7 +137,7 @@ def test_core_alone_then_each_plugin_alone(tmp_path):
             assert set(shipped[1:]) >= {"summary.json", "training_config.yaml"}
             # and so does its engine config: the default job infers with the network
             job = sh(etalumis, "--cfg", "job", "--resolve", cwd=tmp_path).stdout
-            assert "name: ic_smc" in job and "num_traces: 50" in job
+            assert "name: ic_smc" in job and "num_traces: 100" in job and "populations: 2" in job
             assert "network: pkg://etalumis_toy_tau_decay/network/network.pt" in job
         if folder == "docs_epidemic":   # its YAML shipped in the wheel: Hydra composes it
             sh(etalumis, "simulate", "simulator=epidemic", "simulator.params.days=12",

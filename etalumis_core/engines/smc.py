@@ -54,6 +54,13 @@ made, and the particles carry the weights that correct for it: a richer explanat
 lightly tempered likelihood ranks below a simpler one keeps particles until the moves have
 placed them and the likelihood, fully weighed, decides between them.
 
+Still, how much each explanation ends up with is decided by few particles, and it varies from
+run to run more than the run's own probabilities say: a population that happened to place a
+richer explanation badly reports the simpler one as certain. With ``populations``, the
+particles form independent populations, each run as above, and the posterior weighs each alike
+(:func:`pooled`): that variation averages out, where one population twice the size shares its
+first resamplings' luck among all its particles.
+
 Both acceptance ratios are the lightweight-MH one with the likelihood raised to β. Early rounds,
 where the likelihood is flat, decide between modes and discrete structures by reweighting;
 later rounds refine within them. The product of the rounds' mean incremental weights is an
@@ -207,6 +214,14 @@ class SequentialMonteCarlo(Engine):
         probability and the trace it was proposed from by the rest (see the module's
         docstring); ``"round"``: those of every sweep of the last round, each sweep weighing
         alike; false: the final particles alone, equally weighted.
+    populations:
+        Independent populations that share the particles (``num_traces`` split evenly, at
+        least 2 each), each drawn, tempered, resampled and moved on its own; the posterior
+        weighs each population alike (:func:`pooled`). Which of several explanations (decay
+        channels) a population keeps is settled by a few resamplings on a lightly tempered
+        likelihood, so with few particles it varies from run to run, and one population
+        reports whichever it kept with a certainty its accuracy does not earn. Populations
+        that decide apart average that variation out.
     """
 
     name = "smc"
@@ -216,7 +231,7 @@ class SequentialMonteCarlo(Engine):
                  jump_probability: float = 0.1, model_moves: bool | str = True,
                  max_rounds: int = 1000, chunk_size: int = 16, stratify: str | None = None,
                  stratum_share: float = 0.5, recycle: bool | str = True, retries: int = 3,
-                 max_value_size: int = 4096) -> None:
+                 max_value_size: int = 4096, populations: int = 1) -> None:
         if not 0.0 < ess_fraction < 1.0:
             raise ValueError(f"ess_fraction must lie in (0, 1), got {ess_fraction!r}")
         if moves < 1 or max_moves < moves or max_rounds < 1 or chunk_size < 1:
@@ -249,6 +264,10 @@ class SequentialMonteCarlo(Engine):
         if recycle not in (True, False, "round"):
             raise ValueError(f"recycle must be true, false or 'round', got {recycle!r}")
         self.recycle = recycle
+        if isinstance(populations, bool) or not isinstance(populations, (int, np.integer)) \
+                or populations < 1:
+            raise ValueError(f"populations must be a positive integer, got {populations!r}")
+        self.populations = int(populations)
         self.retries = int(retries)
         self.max_value_size = int(max_value_size)
 
@@ -260,7 +279,8 @@ class SequentialMonteCarlo(Engine):
                 "max_rounds": self.max_rounds, "recycle": self.recycle,
                 "chunk_size": self.chunk_size,
                 **({"stratify": self.stratify, "stratum_share": self.stratum_share}
-                   if self.stratify is not None else {})}
+                   if self.stratify is not None else {}),
+                **({"populations": self.populations} if self.populations > 1 else {})}
 
     # -- what a start distribution other than the prior changes (network-guided SMC) ---------
     @contextlib.contextmanager
@@ -300,6 +320,9 @@ class SequentialMonteCarlo(Engine):
             unstratified.stratify = None
             return SequentialMonteCarlo._run(unstratified, simulator, observations, num_traces,
                                              seed, executor, progress)
+        if self.populations > 1:
+            return self._run_populations(simulator, observations, num_traces, seed, executor,
+                                         progress)
         name = simulator_name(simulator)
         chunks = split(num_traces, self.chunk_size)
         rng = chunk_rng(seed, 0)
@@ -391,7 +414,7 @@ class SequentialMonteCarlo(Engine):
             "distinct_ancestors": rounds[-1]["unique_after_resampling"],
             "log_likelihood_range": [float(final_log_lik.min()), float(final_log_lik.max())],
             "betas": [r["beta"] for r in rounds], "round_stats": rounds, "truncated": truncated,
-            "acceptance_rate": _acceptance(rounds[-1], kinds),
+            "acceptance_rate": _acceptance(rounds[-1], kinds), "particles": num_traces,
             **({"guide_unknown_addresses": dict(unknown)} if unknown else {}),
             **({"start_shares": {str(k): v for k, v in start_shares.items()},
                 "final_shares": {str(k): n / num_traces for k, n in
@@ -400,6 +423,23 @@ class SequentialMonteCarlo(Engine):
             "genealogy": {"groups": groups.tolist(), "lag": lag, "resamplings": len(parents),
                           "particles": recycled_from.tolist()}}
         return posterior
+
+    def _run_populations(self, simulator: Simulator | SimulatorSpec, observations: dict,
+                         num_traces: int, seed: int, executor: Executor,
+                         progress: bool | None) -> Posterior:
+        """``populations`` runs of one population each, their particles ``num_traces`` split
+        evenly, each with a seed drawn from ``(seed, population)``, pooled."""
+        count = self.populations
+        if num_traces < 2 * count:
+            raise ValueError(f"populations={count} needs at least 2 particles each: num_traces "
+                             f">= {2 * count}, got {num_traces}")
+        single = copy.copy(self)
+        single.populations = 1
+        sizes = [num_traces // count + (r < num_traces % count) for r in range(count)]
+        return pooled([SequentialMonteCarlo._run(single, simulator, observations, size,
+                                                 int(chunk_rng(seed, r).integers(2 ** 62)),
+                                                 executor, progress)
+                       for r, size in enumerate(sizes)])
 
     def summarize(self, posterior: Posterior) -> dict:
         """The particles are not independent: copies of one ancestor stay alike until the
@@ -430,17 +470,20 @@ class SequentialMonteCarlo(Engine):
             warnings["truncated"] = (f"tempering was cut short after max_rounds={self.max_rounds} "
                                      f"rounds: the last step jumped to the posterior; raise "
                                      f"max_rounds")
-        last = meta["round_stats"][-1]
-        if last["correlation_with_start"] > max(self.decorrelation,
-                                                3.0 / math.sqrt(len(groups))):
+        # Each population decorrelates among its own particles, whose number sets the noise.
+        runs = meta.get("populations", [meta])
+        correlation = max(m["round_stats"][-1]["correlation_with_start"] for m in runs)
+        if any(m["round_stats"][-1]["correlation_with_start"] > max(
+                self.decorrelation, 3.0 / math.sqrt(m.get("particles", len(groups))))
+               for m in runs):
             warnings["not_decorrelated"] = (
                 f"the moves of the last round did not decorrelate the particles in "
                 f"max_moves={self.max_moves} sweeps (correlation with the round's start "
-                f"{last['correlation_with_start']:.2f}); the ESS is estimated from the genealogy "
-                f"all the same")
+                f"{correlation:.2f}); the ESS is estimated from the genealogy all the same")
         return {"ess": ess,
-                "ess_kind": f"smc genealogy: ancestors {genealogy['lag']} round(s) back; "
-                            f"smallest over the latents",
+                "ess_kind": f"smc genealogy: ancestors {genealogy['lag']} round(s) back"
+                            + (f" in {len(runs)} independent populations" if len(runs) > 1
+                               else "") + "; smallest over the latents",
                 "ess_by_latent": by_latent, "log_evidence": meta["log_evidence"],
                 "log_evidence_error": meta["log_evidence_error"],
                 "acceptance": meta.get("acceptance_rate"), "rounds": meta["rounds"],
@@ -488,6 +531,59 @@ class SequentialMonteCarlo(Engine):
             mid = 0.5 * (low + high)
             low, high = (mid, high) if ess(mid) >= target else (low, mid)
         return max(low, 1e-12)
+
+
+def pooled(runs: list[Posterior]) -> Posterior:
+    """Independent SMC runs of one target as one posterior, each run weighing alike.
+
+    Each run's posterior is a consistent estimate, and so is their average, with the spread
+    between runs averaged down. Weighing each run by its evidence estimate instead is also
+    consistent, but those estimates spread over many nats where the runs disagree about a
+    discrete structure, and the run with the luckiest estimate would decide alone, which is the
+    variation the pooling is there to remove. The evidence estimate is the runs' mean (each is
+    unbiased for p(y)); the genealogy ESS counts each run's ancestor groups apart."""
+    count = len(runs)
+    metas = [run.metadata for run in runs]
+    posterior = Posterior.concat(runs)
+    posterior.log_weights = np.concatenate(
+        [run.log_weights - logsumexp(run.log_weights) for run in runs]) - math.log(count)
+    log_z = np.array([m["log_evidence"] for m in metas])
+    share = np.exp(log_z - logsumexp(log_z))
+    sizes = np.array([m["particles"] for m in metas])
+    groups, particles, group_offset, particle_offset = [], [], 0, 0
+    for m in metas:
+        genealogy = m["genealogy"]
+        groups.append(np.asarray(genealogy["groups"], dtype=np.int64) + group_offset)
+        particles.append(np.asarray(genealogy["particles"], dtype=np.int64) + particle_offset)
+        group_offset += max(genealogy["groups"], default=-1) + 1
+        particle_offset += m["particles"]
+    unknown = sum((Counter(m.get("guide_unknown_addresses", {})) for m in metas), Counter())
+    acceptance = [m["acceptance_rate"] for m in metas if m["acceptance_rate"] is not None]
+
+    def shares(key: str) -> dict:
+        total: Counter = Counter()
+        for m, size in zip(metas, sizes):
+            for value, fraction in m[key].items():
+                total[value] += fraction * size / sizes.sum()
+        return dict(total)
+
+    posterior.metadata = {
+        "log_evidence": float(logsumexp(log_z) - math.log(count)),
+        "log_evidence_error": float(math.sqrt(sum(
+            (s * m["log_evidence_error"]) ** 2 for s, m in zip(share, metas)))),
+        "rounds": max(m["rounds"] for m in metas),
+        "truncated": any(m["truncated"] for m in metas),
+        "acceptance_rate": float(np.mean(acceptance)) if acceptance else None,
+        "particles": int(sizes.sum()),
+        "populations": [{k: v for k, v in m.items() if k != "genealogy"} for m in metas],
+        **({"guide_unknown_addresses": dict(unknown)} if unknown else {}),
+        **({"start_shares": shares("start_shares"), "final_shares": shares("final_shares")}
+           if "start_shares" in metas[0] else {}),
+        "genealogy": {"groups": np.concatenate(groups).tolist(),
+                      "lag": max(m["genealogy"]["lag"] for m in metas),
+                      "resamplings": max(m["genealogy"]["resamplings"] for m in metas),
+                      "particles": np.concatenate(particles).tolist()}}
+    return posterior
 
 
 def _rounds_left(betas: list[float], beta: float) -> float:
