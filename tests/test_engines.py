@@ -530,15 +530,21 @@ def test_stratifying_by_a_given_choice_is_plain_smc():
     assert stratified.log_evidence == plain.log_evidence
 
 
-def test_populations_are_independent_runs_weighing_alike():
+def test_populations_are_independent_runs_weighing_alike(monkeypatch):
     """populations=2 is two runs of half the particles, with seeds drawn from (seed, r),
     pooled: each run's traces keep their values and half the posterior, the evidence is the
-    runs' mean, and each run's metadata stays readable."""
+    runs' mean, each run's metadata stays readable, and each has its own progress bar."""
+    from etalumis_core.engines import smc
     from etalumis_core.seeding import chunk_rng
 
+    labels = []
+    progress = smc.Progress
+    monkeypatch.setattr(smc, "Progress", lambda total, label, *a, **k: labels.append(label)
+                        or progress(total, label, *a, **k))
     run = functools.partial(et.infer, poisson_mixture_count, observe={"y": 6.0}, engine="smc",
                             progress=False, stratify="n")
     pooled = run(num_traces=65, seed=5, populations=2)
+    assert labels == ["smc rounds, population 1 of 2", "smc rounds, population 2 of 2"]
     apart = [run(num_traces=size, seed=int(chunk_rng(5, r).integers(2 ** 62)))
              for r, size in enumerate((33, 32))]
     assert np.array_equal(pooled.values_of("total")[1],

@@ -225,6 +225,7 @@ class SequentialMonteCarlo(Engine):
     """
 
     name = "smc"
+    progress_label: str | None = None   # the progress bar's, where not "NAME rounds"
 
     def __init__(self, ess_fraction: float = 0.5, moves: int = 5, max_moves: int = 10,
                  decorrelation: float = 0.25, redraw_probability: float = 0.25,
@@ -330,7 +331,7 @@ class SequentialMonteCarlo(Engine):
         parents: list[np.ndarray] = []   # each round's resampling: the genealogy
         threshold = max(self.decorrelation, 3.0 / math.sqrt(num_traces))
         betas_before: list[float] = [0.0]
-        with Progress(None, f"{self.name} rounds", progress) as bar:
+        with Progress(None, self.progress_label or f"{self.name} rounds", progress) as bar:
             items = [StartDraw(self, observations, seed, c, count, name)
                      for c, (_, count) in enumerate(chunks)]
             drawn = executor.map(_draw_start, items, simulator, bar,
@@ -433,13 +434,15 @@ class SequentialMonteCarlo(Engine):
         if num_traces < 2 * count:
             raise ValueError(f"populations={count} needs at least 2 particles each: num_traces "
                              f">= {2 * count}, got {num_traces}")
-        single = copy.copy(self)
-        single.populations = 1
-        sizes = [num_traces // count + (r < num_traces % count) for r in range(count)]
-        return pooled([SequentialMonteCarlo._run(single, simulator, observations, size,
-                                                 int(chunk_rng(seed, r).integers(2 ** 62)),
-                                                 executor, progress)
-                       for r, size in enumerate(sizes)])
+        runs = []
+        for r in range(count):
+            single = copy.copy(self)
+            single.populations = 1
+            single.progress_label = f"{self.name} rounds, population {r + 1} of {count}"
+            runs.append(SequentialMonteCarlo._run(
+                single, simulator, observations, num_traces // count + (r < num_traces % count),
+                int(chunk_rng(seed, r).integers(2 ** 62)), executor, progress))
+        return pooled(runs)
 
     def summarize(self, posterior: Posterior) -> dict:
         """The particles are not independent: copies of one ancestor stay alike until the
